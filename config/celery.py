@@ -1,0 +1,16 @@
+"""The Celery app: settings come from Django's CELERY_* names."""
+
+import os
+
+from celery import Celery
+
+from workers.routing import celery_config
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("flowwatch", amqp="workers.routing:GuardedAMQP")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Queues and routes are derived from the queue table (workers/queues.py).
+app.conf.update(celery_config())
+app.autodiscover_tasks(["workers"], related_name="probe")
+app.autodiscover_tasks()

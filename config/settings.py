@@ -1,0 +1,176 @@
+"""Django settings: one module, defaults inline, every variable in docs/configuration.md.
+
+The project starts with no environment at all: SQLite under VAR_DIR, the
+bundled Redis on 127.0.0.1:6379, a secret key generated once into VAR_DIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from config import redis_layout
+from config.env import env_bool, env_int, env_list, env_str, secret_key, var_dir
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = var_dir()
+
+SECRET_KEY = secret_key(VAR_DIR)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+WEB_HOST = env_str("WEB_HOST", "127.0.0.1")
+WEB_PORT = env_int("WEB_PORT", 8000, minimum=1)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", f"localhost,127.0.0.1,[::1],{WEB_HOST}")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+METRICS_API_TOKEN = env_str("METRICS_API_TOKEN", "")
+SIMULATOR = env_bool("SIMULATOR", False)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}"),
+        conn_max_age=0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, workers and the controller write concurrently: WAL lets readers
+    # run beside a writer, IMMEDIATE avoids lock-upgrade deadlocks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Logging in must work while Redis is down (DESIGN §5): never cache sessions.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# --- Redis: the four roles, all from config.redis_layout -----------------
+REDIS_LAYOUT = redis_layout.resolve()
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_LAYOUT.url("cache"),
+        "KEY_PREFIX": "fw",
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": redis_layout.CONNECT_TIMEOUT,
+            "SOCKET_TIMEOUT": redis_layout.SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {
+                "health_check_interval": 30,
+                **REDIS_LAYOUT.ssl_kwargs("cache"),
+            },
+        },
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # channels-redis >= 4.1 hands the extra keys to redis-py, which is
+            # how rediss:// gets a verified certificate here too.
+            "hosts": [{"address": REDIS_LAYOUT.url("channels"), **REDIS_LAYOUT.ssl_kwargs("channels")}],
+            "prefix": "fw-channels",
+        },
+    }
+}
+
+# --- Celery (read by config/celery.py with namespace="CELERY") -----------
+CELERY_BROKER_URL = REDIS_LAYOUT.url("broker")
+CELERY_RESULT_BACKEND = REDIS_LAYOUT.url("results")
+# A rediss:// broker without broker_use_ssl silently skips verification
+# (shared/TRAPS.md): both are always set explicitly for TLS roles.
+CELERY_BROKER_USE_SSL = REDIS_LAYOUT.celery_ssl("broker")
+CELERY_REDIS_BACKEND_USE_SSL = REDIS_LAYOUT.celery_ssl("results")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A task taken but not acknowledged within this many seconds is handed to
+    # another worker: longer than the longest normal task (see docs/queues.md).
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # workers wait for Redis forever
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
+CELERY_REDIS_RETRY_ON_TIMEOUT = True
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600, minimum=60)
+CELERY_RESULT_EXTENDED = False
+# Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send (TRAPS.md);
+# tasks whose caller reads the result opt back in with ignore_result=False.
+CELERY_TASK_IGNORE_RESULT = True
+# Acknowledge after the task ran: a worker killed mid-task hands it back.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# On a lost broker connection, stop long tasks: acks_late re-delivers them.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False  # -E costs ~30 % of throughput (TRAPS.md)
+# The queue table is the only source of queues; see workers/routing.py.
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+
+# --- Static files, auth, i18n --------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic
+LOGIN_URL = "admin:login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,73 @@
+"""The queue table: every Celery queue Flowwatch uses, declared once.
+
+Celery's ``task_queues`` and ``task_routes``, the supervisor worker programs,
+the controller's depth reader, ``probe_queues`` and the metrics page are all
+derived from :data:`FAMILIES`.  Adding a queue is one line here; the
+checklist is in docs/queues.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    queue: str
+    lane: str
+    group: str  # the default worker group that consumes it
+    purpose: str
+
+
+# queue, lane, default worker group, what it does
+FAMILIES: tuple[Family, ...] = tuple(
+    Family(*row)
+    for row in (
+        ("messagelog_read", "hot", "hot", "poll new message processing logs per tenant since its watermark"),
+        ("messagelog_read_cold", "cold", "cold", "backfill historical logs (onboarding, gaps)"),
+        ("messagelog_process_batch", "hot", "hot", "parse and upsert one page of logs"),
+        ("messagelog_process_batch_cold", "cold", "cold", "the same for backfill pages"),
+        ("messagelog_get_details_hot", "hot", "hot", "error text and attachments of recent failed messages"),
+        ("messagelog_get_details_cold", "cold", "cold", "the same for backfilled messages"),
+        ("messagelog_get_details_alert", "alert", "alert", "details for messages that matched an alert rule"),
+        ("messagelog_correlations", "enrich", "enrich", "link messages sharing a correlation id"),
+        ("messagelog_customheaders", "enrich", "enrich", "store custom header properties"),
+        ("payload_read", "on demand", "enrich", "list message store entries of a message"),
+        ("payload_get_details", "on demand", "enrich", "fetch one payload body"),
+        ("package_read", "inventory", "background", "read integration packages and their artifacts"),
+        ("iflow_download", "inventory", "background", "download iFlow artifact archives"),
+        ("trigger_alerts", "alert", "alert", "evaluate alert rules, send notifications"),
+        ("periodic_run", "scheduler", "alert", "beat ticks that fan out per-tenant work"),
+        ("stats_cache", "maintenance", "background", "rebuild statistics caches"),
+        ("archive_data", "maintenance", "background", "move old data to compressed archives"),
+        ("ai", "ai", "background", "error clustering and explanations"),
+    )
+)
+
+QUEUE_NAMES: tuple[str, ...] = tuple(f.queue for f in FAMILIES)
+BY_QUEUE: dict[str, Family] = {f.queue: f for f in FAMILIES}
+
+# The queue a task lands in when it names none.  Flowwatch code always routes
+# explicitly; this only catches a task nobody routed, and it is consumed.
+DEFAULT_QUEUE = "periodic_run"
+
+# Every task's route.  Tasks of the probe are routed per call (queue=...).
+TASK_ROUTES: dict[str, str] = {
+    "workers.probe.probe": DEFAULT_QUEUE,
+}
+
+
+def worker_groups() -> dict[str, tuple[str, ...]]:
+    """Worker group name -> the queues its worker consumes, in table order."""
+    groups: dict[str, list[str]] = {}
+    for family in FAMILIES:
+        groups.setdefault(family.group, []).append(family.queue)
+    return {name: tuple(queues) for name, queues in groups.items()}
+
+
+def family(queue: str) -> Family:
+    """The declared family of ``queue``; KeyError names undeclared ones."""
+    try:
+        return BY_QUEUE[queue]
+    except KeyError:
+        raise KeyError(f"queue {queue!r} is not declared in workers/queues.py") from None
