@@ -3,5 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("apps.core.urls")),
+    path("", include("apps.metrics.urls")),
+    path("", include("apps.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
