@@ -161,8 +161,9 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 
 # --- Static files, auth, i18n --------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
-WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic
+# WhiteNoise serves the apps' static files straight from their folders: they
+# are few and small, and no collectstatic step can be forgotten at boot.
+WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "admin:login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
