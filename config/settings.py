@@ -164,7 +164,7 @@ STATIC_URL = "static/"
 # WhiteNoise serves the apps' static files straight from their folders: they
 # are few and small, and no collectstatic step can be forgotten at boot.
 WHITENOISE_USE_FINDERS = True
-LOGIN_URL = "admin:login"
+LOGIN_URL = "/accounts/login/"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

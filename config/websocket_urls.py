@@ -1,3 +1,9 @@
 """Websocket routes; each app appends its consumers here."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from apps.dashboard.consumers import MetricsConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/superadmin/metrics/", MetricsConsumer.as_asgi()),
+]

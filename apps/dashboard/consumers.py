@@ -1,0 +1,85 @@
+"""/ws/superadmin/metrics/: the controller's snapshots, pushed to the page.
+
+Thin on purpose (STYLE.md §8): the controller publishes to the group, this
+consumer forwards.  Message shapes are TypedDicts; one handler per type.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict
+
+import redis
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from apps.dashboard.metrics_api import GROUP, CacheUnavailable, is_superadmin, latest_snapshot
+
+logger = logging.getLogger(__name__)
+
+# Close codes the page understands (4000-4999 are for applications).
+CLOSE_FORBIDDEN = 4403
+CLOSE_CHANNELS_DOWN = 4503
+
+
+class SnapshotEvent(TypedDict):
+    """What the controller sends to the group (contract: type metrics.snapshot)."""
+
+    type: str
+    snapshot: dict[str, Any]
+
+
+class SnapshotFrame(TypedDict):
+    """What the page receives: {"type": "snapshot", "snapshot": {...}}."""
+
+    type: str
+    snapshot: dict[str, Any]
+
+
+class ErrorFrame(TypedDict):
+    type: str  # "error"
+    error: str
+    detail: str
+
+
+class MetricsConsumer(AsyncJsonWebsocketConsumer):
+    groups: list[str] = []  # joined by hand in connect(), after the permission check
+
+    async def connect(self) -> None:
+        # Accept first, then close with 4403: a rejected handshake reaches a
+        # browser as an anonymous 1006, a close code says why.
+        await self.accept()
+        if not is_superadmin(self.scope.get("user")):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        try:
+            await self.channel_layer.group_add(GROUP, self.channel_name)
+        except (redis.RedisError, OSError) as exc:
+            # The page then polls /api/metrics/ and retries with backoff.
+            logger.warning("metrics websocket: channels Redis unavailable: %s", type(exc).__name__)
+            await self.close(code=CLOSE_CHANNELS_DOWN)
+            return
+        self.joined = True
+        await self._send_current()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "joined", False):
+            try:
+                await self.channel_layer.group_discard(GROUP, self.channel_name)
+            except (redis.RedisError, OSError):
+                pass  # the group entry expires by itself (channels-redis group_expiry)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """The page sends nothing that needs an answer; ignore it."""
+
+    async def metrics_snapshot(self, event: SnapshotEvent) -> None:
+        await self.send_json(SnapshotFrame(type="snapshot", snapshot=event["snapshot"]))
+
+    async def _send_current(self) -> None:
+        try:
+            snapshot = await sync_to_async(latest_snapshot)()
+        except CacheUnavailable as exc:
+            await self.send_json(ErrorFrame(type="error", error="cache_unavailable", detail=str(exc)))
+            return
+        if snapshot is not None:
+            await self.send_json(SnapshotFrame(type="snapshot", snapshot=snapshot))

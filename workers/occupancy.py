@@ -1,0 +1,311 @@
+"""What occupies each Redis: a bounded sample of its keyspace (DESIGN §6).
+
+For every database a role lives in, keys are walked with ``SCAN COUNT`` and
+measured with ``MEMORY USAGE`` and ``PTTL`` in pipelined batches, then sorted
+into categories: broker queues, unacked, task results, each cache family,
+locks, channels.  Keys without a TTL are grouped by prefix.
+
+A large keyspace must never block Redis or the page: every database stops at
+a key budget, the whole report at a time budget.  Each SCAN call and each
+batch is small, so Redis serves other clients between them.  When a database
+was not walked to the end, its figures are scaled up by DBSIZE / sampled and
+flagged ``estimated``.
+
+Infrastructure only: no Django import, so the controller or a management
+command may use it as well as the page.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import redis
+
+from config import redis_layout
+from workers import cache_families, queues
+
+# django-redis builds keys as "<KEY_PREFIX>:<version>:<key>" (settings.CACHES).
+CACHE_KEY_PREFIX = "fw"
+CHANNELS_PREFIX = "fw-channels"
+# kombu's default names (transport options unacked_key, unacked_index_key, ...).
+UNACKED_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
+# kombu's priority sub-queues are "<queue>\x06\x16<priority>" (shared/TRAPS.md).
+PRIORITY_SEP = "\x06\x16"
+RESULT_PREFIXES = ("celery-task-meta-", "celery-taskset-meta-", "chord-unlock-")
+
+_CACHE_KEY = re.compile(rf"^{CACHE_KEY_PREFIX}:(\d+):([^:]+)")
+_LOCK_WORD = re.compile(r"(^|[:._-])locks?([:._-]|$)")
+# A trailing id (uuid, hex digest, number) that makes every key unique.
+_TRAILING_ID = re.compile(r"^(.*?[-_.:])[0-9a-fA-F-]{8,}$|^(.*?[-_.:])\d+$")
+
+BROKER_QUEUES = "broker queues"
+UNACKED = "unacked"
+BINDINGS = "kombu bindings"
+RESULTS = "task results"
+CHANNELS = "channels"
+LOCKS = "locks"
+OTHER = "other"
+# Categories whose keys are meant to live without a TTL.
+PERMANENT_CATEGORIES = frozenset({BROKER_QUEUES, UNACKED, BINDINGS})
+
+# Shown for a role's database even when empty, so "0 keys" is visible.
+ROLE_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "broker": (BROKER_QUEUES, UNACKED),
+    "results": (RESULTS,),
+    "cache": tuple(f"cache family {f.name}" for f in cache_families.FAMILIES),
+    "channels": (CHANNELS,),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    keys_per_db: int = 5000  # keys measured per database at most
+    seconds: float = 1.5  # for the whole report
+    scan_count: int = 250  # SCAN COUNT hint and pipeline batch size
+
+
+def decode(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+
+
+def classify(key: str) -> str:
+    """The category of one key, by name alone."""
+    if key.split(PRIORITY_SEP, 1)[0] in queues.BY_QUEUE:
+        return BROKER_QUEUES
+    if key in UNACKED_KEYS:
+        return UNACKED
+    if key.startswith("_kombu.binding."):
+        return BINDINGS
+    if key.startswith(RESULT_PREFIXES):
+        return RESULTS
+    if key.startswith(CHANNELS_PREFIX):
+        return CHANNELS
+    if _LOCK_WORD.search(key):
+        return LOCKS
+    match = _CACHE_KEY.match(key)
+    if match:
+        name = match.group(2)
+        if name in cache_families.BY_NAME:
+            return f"cache family {name}"
+        return f"cache, undeclared family {name}"
+    return OTHER
+
+
+def prefix(key: str) -> str:
+    """A readable group for keys that differ only by an id."""
+    base = key.split(PRIORITY_SEP, 1)[0]
+    match = _CACHE_KEY.match(base)
+    if match:
+        return f"{CACHE_KEY_PREFIX}:{match.group(1)}:{match.group(2)}:*"
+    if base in queues.BY_QUEUE or base in UNACKED_KEYS:
+        return base
+    id_match = _TRAILING_ID.match(base)
+    if id_match:
+        return (id_match.group(1) or id_match.group(2)) + "*"
+    if ":" in base:
+        return base.split(":", 1)[0] + ":*"
+    return base[:80]
+
+
+@dataclass
+class Tally:
+    keys: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.keys += 1
+        self.bytes += size
+
+
+@dataclass
+class DbSample:
+    db: int
+    roles: list[str]
+    dbsize: int = 0
+    sampled: int = 0
+    complete: bool = False
+    stopped: str | None = None  # "key budget" / "time budget" when not complete
+    categories: dict[str, Tally] = field(default_factory=dict)
+    no_ttl: dict[str, Tally] = field(default_factory=dict)
+
+    def record(self, key: str, size: int, pttl: int) -> None:
+        category = classify(key)
+        self.categories.setdefault(category, Tally()).add(size)
+        if pttl == -1:  # -1: no expiry; -2: gone since SCAN saw it
+            self.no_ttl.setdefault(prefix(key), Tally()).add(size)
+        self.sampled += 1
+
+    def scale(self) -> float:
+        if self.complete or not self.sampled:
+            return 1.0
+        return max(self.dbsize, self.sampled) / self.sampled
+
+    def as_dict(self) -> dict[str, Any]:
+        factor = self.scale()
+        for category in _seeded(self.roles):
+            self.categories.setdefault(category, Tally())
+        return {
+            "db": self.db,
+            "roles": self.roles,
+            "dbsize": self.dbsize,
+            "sampled": self.sampled,
+            "complete": self.complete,
+            "stopped": self.stopped,
+            "categories": _rows(self.categories, factor, key_name="name"),
+            "no_ttl": [
+                {**row, "expected": classify(row["prefix"].rstrip("*")) in PERMANENT_CATEGORIES}
+                for row in _rows(self.no_ttl, factor, key_name="prefix")
+            ],
+        }
+
+
+def _seeded(roles: list[str]) -> list[str]:
+    return [category for role in roles for category in ROLE_CATEGORIES.get(role, ())]
+
+
+def _rows(tallies: dict[str, Tally], factor: float, key_name: str) -> list[dict[str, Any]]:
+    rows = [
+        {key_name: name, "keys": round(t.keys * factor), "bytes": round(t.bytes * factor),
+         "sampled_keys": t.keys, "estimated": factor != 1.0}
+        for name, t in tallies.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["bytes"], row[key_name]))
+
+
+def sample_db(client: redis.Redis, sample: DbSample, budget: Budget, deadline: float) -> DbSample:
+    """Walk one database with SCAN until the end, the key budget or the deadline."""
+    sample.dbsize = int(client.dbsize())
+    cursor = 0
+    while True:
+        cursor, raw_keys = client.scan(cursor, count=budget.scan_count)
+        raw_keys = raw_keys[: budget.keys_per_db - sample.sampled]
+        if raw_keys:
+            _measure(client, sample, raw_keys)
+        if cursor == 0:
+            sample.complete = True
+            return sample
+        if sample.sampled >= budget.keys_per_db:
+            sample.stopped = "key budget"
+            return sample
+        if time.monotonic() >= deadline:
+            sample.stopped = "time budget"
+            return sample
+
+
+def _measure(client: redis.Redis, sample: DbSample, raw_keys: list[bytes]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for raw in raw_keys:
+        pipe.memory_usage(raw, samples=5)
+        pipe.pttl(raw)
+    answers = pipe.execute(raise_on_error=False)
+    for index, raw in enumerate(raw_keys):
+        size, pttl = answers[2 * index], answers[2 * index + 1]
+        if isinstance(size, Exception) or size is None:  # expired between SCAN and now
+            continue
+        sample.record(decode(raw), int(size), int(pttl) if isinstance(pttl, int) else -2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database of one server, with the roles that live in it."""
+
+    address: str
+    db: int
+    roles: tuple[str, ...]
+
+
+def targets(layout: redis_layout.Layout) -> dict[str, list[Target]]:
+    """Server address -> its databases that carry a role, in role order."""
+    found: dict[str, dict[int, list[str]]] = {}
+    for role in redis_layout.ROLES:
+        if role not in layout.roles:
+            continue
+        role_url = layout.roles[role]
+        host, port = role_url.server
+        found.setdefault(f"{host}:{port}", {}).setdefault(role_url.db, []).append(role)
+    return {
+        address: [Target(address, db, tuple(roles)) for db, roles in dbs.items()]
+        for address, dbs in found.items()
+    }
+
+
+ClientFactory = Callable[[str], redis.Redis]
+
+
+def report(layout: redis_layout.Layout | None = None, client_for: ClientFactory | None = None,
+           budget: Budget = Budget()) -> dict[str, Any]:
+    """The occupancy of every Redis server of the layout, within ``budget``."""
+    from workers import redis_clients
+
+    layout = layout or redis_layout.resolve()
+    client_for = client_for or redis_clients.client
+    started = time.monotonic()
+    deadline = started + budget.seconds
+    servers = [
+        _server_report(address, dbs, client_for, budget, deadline)
+        for address, dbs in targets(layout).items()
+    ]
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "budget": {"keys_per_db": budget.keys_per_db, "seconds": budget.seconds},
+        "servers": servers,
+    }
+
+
+def _server_report(address: str, dbs: list[Target], client_for: ClientFactory, budget: Budget,
+                   deadline: float) -> dict[str, Any]:
+    roles = [role for target in dbs for role in target.roles]
+    entry: dict[str, Any] = {"address": address, "roles": roles, "reachable": True, "error": None,
+                             "used_memory": None, "maxmemory": None, "databases": []}
+    try:
+        memory = client_for(roles[0]).info("memory")
+        entry["used_memory"] = memory.get("used_memory")
+        entry["maxmemory"] = memory.get("maxmemory")
+        for target in dbs:
+            entry["databases"].append(_db_report(target, client_for, budget, deadline))
+    except (redis.RedisError, OSError) as exc:
+        entry.update(reachable=False, error=f"unreachable: {type(exc).__name__}")
+    return entry
+
+
+def _db_report(target: Target, client_for: ClientFactory, budget: Budget, deadline: float) -> dict[str, Any]:
+    sample = DbSample(db=target.db, roles=list(target.roles))
+    if time.monotonic() >= deadline:
+        sample.stopped = "time budget"
+        return sample.as_dict()
+    return sample_db(client_for(target.roles[0]), sample, budget, deadline).as_dict()
+
+
+class CachedReport:
+    """The report, reused for ``max_age`` seconds within one process.
+
+    Process-local on purpose: the page must say what occupies Redis even
+    when the cache Redis is the one that is down.  The lock keeps a burst of
+    requests down to one walk of the keyspace.
+    """
+
+    def __init__(self, max_age: float = 15.0, build: Callable[[], dict[str, Any]] = report,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.build = build
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._value: dict[str, Any] | None = None
+        self._built_at = 0.0
+
+    def get(self, refresh: bool = False) -> dict[str, Any]:
+        with self._lock:
+            if refresh or self._value is None or self.clock() - self._built_at >= self.max_age:
+                self._value = self.build()
+                self._built_at = self.clock()
+            return self._value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value = None
