@@ -28,18 +28,14 @@ import redis
 
 from config import redis_layout
 from workers import cache_families, queues
+from workers.collect_keys import BrokerKeys
 
 # django-redis builds keys as "<KEY_PREFIX>:<version>:<key>" (settings.CACHES).
 CACHE_KEY_PREFIX = "fw"
 CHANNELS_PREFIX = "fw-channels"
-# kombu's default names (transport options unacked_key, unacked_index_key, ...).
-UNACKED_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
-# kombu's priority sub-queues are "<queue>\x06\x16<priority>" (shared/TRAPS.md).
-PRIORITY_SEP = "\x06\x16"
 RESULT_PREFIXES = ("celery-task-meta-", "celery-taskset-meta-", "chord-unlock-")
 
 _CACHE_KEY = re.compile(rf"^{CACHE_KEY_PREFIX}:(\d+):([^:]+)")
-_LOCK_WORD = re.compile(r"(^|[:._-])locks?([:._-]|$)")
 # A trailing id (uuid, hex digest, number) that makes every key unique.
 _TRAILING_ID = re.compile(r"^(.*?[-_.:])[0-9a-fA-F-]{8,}$|^(.*?[-_.:])\d+$")
 
@@ -49,17 +45,79 @@ BINDINGS = "kombu bindings"
 RESULTS = "task results"
 CHANNELS = "channels"
 LOCKS = "locks"
+HEARTBEATS = "worker heartbeats"
+COUNTERS = "processed counters"
 OTHER = "other"
 # Categories whose keys are meant to live without a TTL.
 PERMANENT_CATEGORIES = frozenset({BROKER_QUEUES, UNACKED, BINDINGS})
 
 # Shown for a role's database even when empty, so "0 keys" is visible.
 ROLE_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "broker": (BROKER_QUEUES, UNACKED),
+    "broker": (BROKER_QUEUES, UNACKED, LOCKS),
     "results": (RESULTS,),
     "cache": tuple(f"cache family {f.name}" for f in cache_families.FAMILIES),
     "channels": (CHANNELS,),
 }
+
+
+class Classifier:
+    """Sorts key names into categories, with the broker's names from kombu's options."""
+
+    def __init__(self, broker_keys: BrokerKeys | None = None) -> None:
+        keys = broker_keys or BrokerKeys.from_options()
+        self.queue_lists = {sub: name for name in queues.QUEUE_NAMES for sub in keys.sub_queues(name)}
+        self.unacked = {keys.unacked_key, keys.unacked_index_key, keys.prefix + "unacked_mutex"}
+        self.bindings = keys.prefix + "_kombu.binding."
+        self.fw_broker = {
+            keys.workers: HEARTBEATS, keys.lock_index: LOCKS, keys.leader: LOCKS,
+        }
+        self.lock_prefix = keys.lock("")
+        self.counter_prefix = keys.fw("processed", "")
+
+    def classify(self, key: str) -> str:
+        """The category of one key, by name alone."""
+        if key in self.queue_lists:
+            return BROKER_QUEUES
+        if key in self.unacked:
+            return UNACKED
+        if key in self.fw_broker:
+            return self.fw_broker[key]
+        for start, category in self._prefixes():
+            if key.startswith(start):
+                return category
+        match = _CACHE_KEY.match(key)
+        if match:
+            name = match.group(2)
+            if name in cache_families.BY_NAME:
+                return f"cache family {name}"
+            return f"cache, undeclared family {name}"
+        return OTHER
+
+    def _prefixes(self) -> tuple[tuple[str | tuple[str, ...], str], ...]:
+        return ((self.lock_prefix, LOCKS), (self.counter_prefix, COUNTERS), (self.bindings, BINDINGS),
+                (RESULT_PREFIXES, RESULTS), (CHANNELS_PREFIX, CHANNELS))
+
+    def prefix(self, key: str) -> str:
+        """A readable group for keys that differ only by an id."""
+        if key in self.queue_lists:
+            return self.queue_lists[key]
+        if key in self.unacked or key in self.fw_broker:
+            return key
+        match = _CACHE_KEY.match(key)
+        if match:
+            return f"{CACHE_KEY_PREFIX}:{match.group(1)}:{match.group(2)}:*"
+        id_match = _TRAILING_ID.match(key)
+        if id_match:
+            return (id_match.group(1) or id_match.group(2)) + "*"
+        if ":" in key:
+            return key.split(":", 1)[0] + ":*"
+        return key[:80]
+
+    def expected_without_ttl(self, category: str) -> bool:
+        if category in PERMANENT_CATEGORIES or category == HEARTBEATS:
+            return True
+        family = category.removeprefix("cache family ")
+        return family in cache_families.BY_NAME and cache_families.BY_NAME[family].permanent
 
 
 @dataclass(frozen=True)
@@ -71,45 +129,6 @@ class Budget:
 
 def decode(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
-
-
-def classify(key: str) -> str:
-    """The category of one key, by name alone."""
-    if key.split(PRIORITY_SEP, 1)[0] in queues.BY_QUEUE:
-        return BROKER_QUEUES
-    if key in UNACKED_KEYS:
-        return UNACKED
-    if key.startswith("_kombu.binding."):
-        return BINDINGS
-    if key.startswith(RESULT_PREFIXES):
-        return RESULTS
-    if key.startswith(CHANNELS_PREFIX):
-        return CHANNELS
-    if _LOCK_WORD.search(key):
-        return LOCKS
-    match = _CACHE_KEY.match(key)
-    if match:
-        name = match.group(2)
-        if name in cache_families.BY_NAME:
-            return f"cache family {name}"
-        return f"cache, undeclared family {name}"
-    return OTHER
-
-
-def prefix(key: str) -> str:
-    """A readable group for keys that differ only by an id."""
-    base = key.split(PRIORITY_SEP, 1)[0]
-    match = _CACHE_KEY.match(base)
-    if match:
-        return f"{CACHE_KEY_PREFIX}:{match.group(1)}:{match.group(2)}:*"
-    if base in queues.BY_QUEUE or base in UNACKED_KEYS:
-        return base
-    id_match = _TRAILING_ID.match(base)
-    if id_match:
-        return (id_match.group(1) or id_match.group(2)) + "*"
-    if ":" in base:
-        return base.split(":", 1)[0] + ":*"
-    return base[:80]
 
 
 @dataclass
@@ -130,14 +149,18 @@ class DbSample:
     sampled: int = 0
     complete: bool = False
     stopped: str | None = None  # "key budget" / "time budget" when not complete
+    classifier: Classifier = field(default_factory=Classifier, repr=False)
     categories: dict[str, Tally] = field(default_factory=dict)
     no_ttl: dict[str, Tally] = field(default_factory=dict)
+    no_ttl_category: dict[str, str] = field(default_factory=dict)
 
     def record(self, key: str, size: int, pttl: int) -> None:
-        category = classify(key)
+        category = self.classifier.classify(key)
         self.categories.setdefault(category, Tally()).add(size)
         if pttl == -1:  # -1: no expiry; -2: gone since SCAN saw it
-            self.no_ttl.setdefault(prefix(key), Tally()).add(size)
+            group = self.classifier.prefix(key)
+            self.no_ttl.setdefault(group, Tally()).add(size)
+            self.no_ttl_category[group] = category
         self.sampled += 1
 
     def scale(self) -> float:
@@ -158,7 +181,7 @@ class DbSample:
             "stopped": self.stopped,
             "categories": _rows(self.categories, factor, key_name="name"),
             "no_ttl": [
-                {**row, "expected": classify(row["prefix"].rstrip("*")) in PERMANENT_CATEGORIES}
+                {**row, "expected": self.classifier.expected_without_ttl(self.no_ttl_category[row["prefix"]])}
                 for row in _rows(self.no_ttl, factor, key_name="prefix")
             ],
         }
@@ -238,16 +261,21 @@ ClientFactory = Callable[[str], redis.Redis]
 
 
 def report(layout: redis_layout.Layout | None = None, client_for: ClientFactory | None = None,
-           budget: Budget = Budget()) -> dict[str, Any]:
-    """The occupancy of every Redis server of the layout, within ``budget``."""
+           budget: Budget = Budget(), broker_keys: BrokerKeys | None = None) -> dict[str, Any]:
+    """The occupancy of every Redis server of the layout, within ``budget``.
+
+    ``broker_keys`` names the broker's keys as the transport options do
+    (settings.CELERY_BROKER_TRANSPORT_OPTIONS); kombu's defaults otherwise.
+    """
     from workers import redis_clients
 
     layout = layout or redis_layout.resolve()
+    classifier = Classifier(broker_keys)
     client_for = client_for or redis_clients.client
     started = time.monotonic()
     deadline = started + budget.seconds
     servers = [
-        _server_report(address, dbs, client_for, budget, deadline)
+        _server_report(address, dbs, client_for, budget, deadline, classifier)
         for address, dbs in targets(layout).items()
     ]
     return {
@@ -259,7 +287,7 @@ def report(layout: redis_layout.Layout | None = None, client_for: ClientFactory 
 
 
 def _server_report(address: str, dbs: list[Target], client_for: ClientFactory, budget: Budget,
-                   deadline: float) -> dict[str, Any]:
+                   deadline: float, classifier: Classifier) -> dict[str, Any]:
     roles = [role for target in dbs for role in target.roles]
     entry: dict[str, Any] = {"address": address, "roles": roles, "reachable": True, "error": None,
                              "used_memory": None, "maxmemory": None, "databases": []}
@@ -268,14 +296,15 @@ def _server_report(address: str, dbs: list[Target], client_for: ClientFactory, b
         entry["used_memory"] = memory.get("used_memory")
         entry["maxmemory"] = memory.get("maxmemory")
         for target in dbs:
-            entry["databases"].append(_db_report(target, client_for, budget, deadline))
+            entry["databases"].append(_db_report(target, client_for, budget, deadline, classifier))
     except (redis.RedisError, OSError) as exc:
         entry.update(reachable=False, error=f"unreachable: {type(exc).__name__}")
     return entry
 
 
-def _db_report(target: Target, client_for: ClientFactory, budget: Budget, deadline: float) -> dict[str, Any]:
-    sample = DbSample(db=target.db, roles=list(target.roles))
+def _db_report(target: Target, client_for: ClientFactory, budget: Budget, deadline: float,
+               classifier: Classifier) -> dict[str, Any]:
+    sample = DbSample(db=target.db, roles=list(target.roles), classifier=classifier)
     if time.monotonic() >= deadline:
         sample.stopped = "time budget"
         return sample.as_dict()

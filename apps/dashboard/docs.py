@@ -86,20 +86,35 @@ class _LinkRewriter(Treeprocessor):
 
     def run(self, root: Element) -> None:
         for element in root.iter("a"):
-            element.set("href", rewrite_link(element.get("href", "")))
+            href = rewrite_link(element.get("href", ""))
+            if href is None:  # a file of the repository: no page to link to
+                element.tag = "span"
+                element.attrib.clear()
+                element.set("class", "repo-path")
+            else:
+                element.set("href", href)
         for element in root.iter("img"):
             element.set("src", rewrite_asset(element.get("src", "")))
 
 
-def rewrite_link(href: str) -> str:
+def rewrite_link(href: str) -> str | None:
+    """The href to render; None for a relative link to a file that is not a doc."""
     parts = urlsplit(href)
     if parts.scheme:
         return href if parts.scheme.lower() in SAFE_SCHEMES else "#"
-    if parts.netloc or not parts.path.endswith(".md"):
-        return href
+    if parts.netloc or not parts.path:
+        return href  # protocol-relative or a bare #fragment
+    if parts.path.startswith("/"):
+        return href  # a path of this site, e.g. /superadmin/metrics/
+    name = parts.path.removeprefix("./")
+    if "/" not in name and FILE_NAME.match(name):
+        return reverse("dashboard:doc-asset", args=[name])
+    if not name.endswith(".md") or "/" in name:
+        return None  # ../workers/queues.py and the like live in the repository, not here
     slug = Path(parts.path).stem
-    target = reverse("dashboard:doc", args=[slug]) if SLUG.match(slug) else "#"
-    return target + (f"#{parts.fragment}" if parts.fragment else "")
+    if not SLUG.match(slug):
+        return "#"
+    return reverse("dashboard:doc", args=[slug]) + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def rewrite_asset(src: str) -> str:

@@ -27,12 +27,17 @@ from apps.dashboard.metrics_api import (
 )
 from config import redis_layout
 from workers import occupancy, queues
+from workers.collect_keys import BrokerKeys
 
 OVERRIDES_PREFIX = "overrides"
 # The page polls /api/metrics/ this often while the websocket is down.
 POLL_SECONDS = 3
 # What occupies Redis is sampled at most this often per web process.
-OCCUPANCY = occupancy.CachedReport(max_age=15.0)
+OCCUPANCY = occupancy.CachedReport(
+    max_age=15.0,
+    build=lambda: occupancy.report(
+        broker_keys=BrokerKeys.from_options(settings.CELERY_BROKER_TRANSPORT_OPTIONS)),
+)
 
 
 class LoginView(auth_views.LoginView):

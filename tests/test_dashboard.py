@@ -1,0 +1,130 @@
+"""The superadmin metrics page and its occupancy endpoint, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+from tests.servers import free_port
+from tests.test_dashboard_snapshots import make_snapshot, publish
+from workers.queues import QUEUE_NAMES
+
+METRICS = "/superadmin/metrics/"
+OCCUPANCY = "/api/superadmin/occupancy/"
+
+
+def dead_cache() -> dict:
+    """CACHES pointing at a port nobody listens on: the cache Redis is down."""
+    from django.conf import settings
+
+    caches = json.loads(json.dumps(settings.CACHES, default=str))
+    caches["default"]["LOCATION"] = f"redis://127.0.0.1:{free_port()}/2"
+    return caches
+
+
+def embedded_snapshot(response) -> dict | None:
+    html = response.content.decode()
+    start = html.index('<script id="metrics-snapshot" type="application/json">') + len(
+        '<script id="metrics-snapshot" type="application/json">')
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db):
+    response = client.get(METRICS)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={METRICS}"
+
+
+@pytest.mark.parametrize("user", ["staff", "outsider"])
+def test_a_logged_in_non_superadmin_gets_403(client, user, request):
+    client.force_login(request.getfixturevalue(user))
+    assert client.get(METRICS).status_code == 403
+
+
+def test_the_login_page_logs_a_superadmin_in_and_follows_next(client, superadmin):
+    page = client.get(f"/accounts/login/?next={METRICS}")
+    assert page.status_code == 200 and b'name="password"' in page.content
+    response = client.post("/accounts/login/", {"username": "superadmin", "password": PASSWORD, "next": METRICS})
+    assert response.status_code == 302 and response["Location"] == METRICS
+
+
+def test_logout_is_a_post_that_ends_the_session(client, superadmin):
+    client.force_login(superadmin)
+    assert client.post("/accounts/logout/").status_code == 302
+    assert client.get(METRICS).status_code == 302
+
+
+def test_the_page_has_a_row_for_each_of_the_eighteen_queues(client, superadmin, clean_redis):
+    client.force_login(superadmin)
+    html = client.get(METRICS).content.decode()
+    for name in QUEUE_NAMES:
+        assert f'data-queue="{name}"' in html
+    assert html.count("<tr data-queue=") == 18
+    for role in ("broker", "results", "cache", "channels"):
+        assert f'data-role="{role}"' in html
+
+
+def test_the_page_embeds_the_latest_snapshot_for_its_first_paint(client, superadmin, clean_redis):
+    publish(make_snapshot({"ai": 7}))
+    client.force_login(superadmin)
+    snapshot = embedded_snapshot(client.get(METRICS))
+    assert next(q for q in snapshot["queues"] if q["name"] == "ai")["depth"] == 7
+
+
+def test_without_a_snapshot_the_page_says_the_controller_may_not_run(client, superadmin, clean_redis):
+    client.force_login(superadmin)
+    response = client.get(METRICS)
+    assert response.status_code == 200
+    assert b"No snapshot yet" in response.content
+    assert embedded_snapshot(response) is None
+
+
+def test_the_page_still_renders_quickly_when_the_cache_redis_is_down(client, superadmin):
+    client.force_login(superadmin)
+    with override_settings(CACHES=dead_cache()):
+        started = time.monotonic()
+        response = client.get(METRICS)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert b"The cache Redis is unavailable" in response.content
+    assert elapsed < 2.0
+
+
+def test_the_bundled_redis_is_said_to_lose_queues_and_caches_on_restart(client, superadmin, clean_redis, settings):
+    settings.REDIS_LAYOUT.redis_local = True
+    try:
+        client.force_login(superadmin)
+        html = client.get(METRICS).content.decode()
+    finally:
+        settings.REDIS_LAYOUT.redis_local = False
+    assert "not persistent" in html and "lost when it restarts" in html
+
+
+def test_no_redis_password_reaches_the_page(client, superadmin, clean_redis):
+    client.force_login(superadmin)
+    html = client.get(METRICS).content.decode()
+    assert "redis://" not in html
+
+
+# --- occupancy endpoint ------------------------------------------------------
+
+def test_the_occupancy_endpoint_is_for_superadmins_only(client, staff):
+    assert client.get(OCCUPANCY).status_code == 403
+    client.force_login(staff)
+    response = client.get(OCCUPANCY)
+    assert response.status_code == 403 and response.json()["error"] == "forbidden"
+
+
+def test_the_occupancy_endpoint_reports_broker_queues(client, superadmin, clean_redis):
+    clean_redis.client(0).lpush("ai", b"{}", b"{}")
+    client.force_login(superadmin)
+    report = client.get(OCCUPANCY + "?refresh=1").json()
+    (server,) = report["servers"]
+    broker_db = next(db for db in server["databases"] if "broker" in db["roles"])
+    queues = next(c for c in broker_db["categories"] if c["name"] == "broker queues")
+    assert queues["keys"] == 1 and queues["bytes"] > 0

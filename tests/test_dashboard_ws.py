@@ -1,0 +1,139 @@
+"""/ws/superadmin/metrics/ with the real ASGI app and the real channels-redis layer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from django.test import Client
+
+from config.asgi import application
+from tests.test_dashboard_snapshots import make_snapshot, publish
+
+PATH = "/ws/superadmin/metrics/"
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+class WebsocketCommunicator(ApplicationCommunicator):
+    """channels.testing's communicator, minus its package's import of daphne."""
+
+    def __init__(self, app, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(app, {"type": "websocket", "path": path, "query_string": b"",
+                               "headers": headers, "subprotocols": []})
+
+    async def connect(self, timeout: float = 1) -> tuple[bool, object]:
+        await self.send_input({"type": "websocket.connect"})
+        response = await self.receive_output(timeout)
+        if response["type"] == "websocket.close":
+            return False, response.get("code", 1000)
+        assert response["type"] == "websocket.accept"
+        return True, response.get("subprotocol")
+
+    async def receive_json_from(self, timeout: float = 1) -> dict:
+        response = await self.receive_output(timeout)
+        assert response["type"] == "websocket.send", response
+        return json.loads(response["text"])
+
+    async def disconnect(self, code: int = 1000, timeout: float = 1) -> None:
+        await self.send_input({"type": "websocket.disconnect", "code": code})
+        await self.wait(timeout)
+
+
+def headers_for(user) -> list[tuple[bytes, bytes]]:
+    if user is None:
+        return [ORIGIN]
+    client = Client()
+    client.force_login(user)
+    return [ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+def communicator(headers) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, PATH, headers=headers)
+
+
+def queue_depth(frame: dict, name: str) -> int:
+    return next(q for q in frame["snapshot"]["queues"] if q["name"] == name)["depth"]
+
+
+@pytest.fixture
+def ws_db(transactional_db, clean_redis):
+    """Consumers read the session from another thread: rows must be committed."""
+
+
+@async_to_sync
+async def connect_and_receive(headers, publish_after_connect=None, timeout=5):
+    comm = communicator(headers)
+    connected, _ = await comm.connect(timeout=timeout)
+    assert connected
+    frames = [await comm.receive_json_from(timeout=timeout)]
+    if publish_after_connect is not None:
+        await sync_to_async(publish)(publish_after_connect)
+        frames.append(await comm.receive_json_from(timeout=timeout))
+    await comm.disconnect()
+    return frames
+
+
+def test_a_superadmin_gets_the_current_snapshot_on_connect(ws_db, superadmin):
+    publish(make_snapshot({"ai": 4}))
+    (frame,) = connect_and_receive(headers_for(superadmin))
+    assert frame["type"] == "snapshot"
+    assert queue_depth(frame, "ai") == 4
+
+
+def test_a_superadmin_then_gets_every_new_snapshot(ws_db, superadmin):
+    publish(make_snapshot({"ai": 1}))
+    first, second = connect_and_receive(headers_for(superadmin), publish_after_connect=make_snapshot({"ai": 9}))
+    assert (queue_depth(first, "ai"), queue_depth(second, "ai")) == (1, 9)
+
+
+@async_to_sync
+async def two_pages_receive_one_publish(headers):
+    pages = [communicator(headers), communicator(headers)]
+    for page in pages:
+        assert (await page.connect(timeout=5))[0]
+    await sync_to_async(publish)(make_snapshot({"trigger_alerts": 3}))
+    frames = [await page.receive_json_from(timeout=5) for page in pages]
+    for page in pages:
+        await page.disconnect()
+    return frames
+
+
+def test_one_publish_reaches_every_open_page(ws_db, superadmin):
+    frames = two_pages_receive_one_publish(headers_for(superadmin))
+    assert [queue_depth(f, "trigger_alerts") for f in frames] == [3, 3]
+
+
+@async_to_sync
+async def close_code_seen_by(headers):
+    comm = communicator(headers)
+    connected, _ = await comm.connect(timeout=5)
+    output = await comm.receive_output(timeout=5)
+    await comm.wait()
+    return connected, output
+
+
+@pytest.mark.parametrize("who", ["staff", "outsider", None])
+def test_anyone_but_a_superadmin_is_closed_with_4403(ws_db, request, who):
+    user = request.getfixturevalue(who) if who else None
+    connected, output = close_code_seen_by(headers_for(user))
+    # Accepted, then closed: a browser sees close code 4403, not an anonymous 1006.
+    assert connected is True
+    assert output == {"type": "websocket.close", "code": 4403}
+
+
+def test_without_a_snapshot_the_first_frame_is_the_first_published_one(ws_db, superadmin):
+    frame = first_frame_after_publish(headers_for(superadmin))
+    assert queue_depth(frame, "ai") == 2
+
+
+@async_to_sync
+async def first_frame_after_publish(headers):
+    comm = communicator(headers)
+    assert (await comm.connect(timeout=5))[0]
+    assert await comm.receive_nothing(timeout=0.3)
+    await sync_to_async(publish)(make_snapshot({"ai": 2}))
+    frame = await comm.receive_json_from(timeout=5)
+    await comm.disconnect()
+    return frame

@@ -1,0 +1,124 @@
+"""What occupies Redis: the bounded sampler against the suite's real Redis."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+
+from config import redis_layout
+from tests.servers import free_port
+from workers import cache_families, occupancy
+from workers.collect_keys import BrokerKeys
+from workers.occupancy import Budget, CachedReport, Classifier
+
+BROKER, RESULTS, CACHE, CHANNELS = 0, 1, 2, 3
+
+
+def database(report: dict, db: int) -> dict:
+    (server,) = report["servers"]
+    return next(entry for entry in server["databases"] if entry["db"] == db)
+
+
+def category(report: dict, db: int, name: str) -> dict:
+    return next(c for c in database(report, db)["categories"] if c["name"] == name)
+
+
+def test_keys_are_sorted_into_the_categories_an_operator_knows():
+    classify = Classifier().classify
+    keys = BrokerKeys.from_options()
+    assert classify("ai") == classify("ai\x06\x169") == "broker queues"
+    assert classify(keys.unacked_key) == classify(keys.unacked_index_key) == "unacked"
+    assert classify("celery-task-meta-6f1c") == "task results"
+    assert classify("fw:1:docs_index:abc") == "cache family docs_index"
+    assert classify("fw:1:nobody_declared:x") == "cache, undeclared family nobody_declared"
+    assert classify(keys.lock("tenant:1")) == classify(keys.lock_index) == classify(keys.leader) == "locks"
+    assert classify(keys.workers) == "worker heartbeats"
+    assert classify("fw-channels:group:superadmin_metrics") == "channels"
+    assert classify("_kombu.binding.ai") == "kombu bindings"
+    assert classify("something_else") == "other"
+
+
+def test_a_report_measures_every_role_of_the_suite_redis(clean_redis):
+    clean_redis.client(BROKER).lpush("ai", b"x" * 100)
+    clean_redis.client(BROKER).set(BrokerKeys.from_options().lock("job"), "me|t", px=60_000)
+    clean_redis.client(RESULTS).set("celery-task-meta-1234abcd", b"{}", ex=3600)
+    cache.set(cache_families.key("docs_index", "probe"), [1, 2, 3], timeout=60)
+    clean_redis.client(CHANNELS).set("fw-channels:probe", b"1", ex=60)
+
+    report = occupancy.report()
+
+    assert category(report, BROKER, "broker queues")["keys"] == 1
+    assert category(report, BROKER, "broker queues")["bytes"] >= 100
+    assert category(report, BROKER, "locks")["keys"] == 1
+    assert category(report, RESULTS, "task results")["keys"] == 1
+    assert category(report, CACHE, "cache family docs_index")["keys"] == 1
+    assert category(report, CACHE, "cache family stats")["keys"] == 0  # every family is listed
+    assert category(report, CHANNELS, "channels")["keys"] == 1
+    assert all(database(report, db)["complete"] for db in range(4))
+
+
+def test_keys_without_a_ttl_are_grouped_by_prefix_and_flagged_when_unexpected(clean_redis):
+    client = clean_redis.client(CACHE)
+    for n in range(5):
+        client.set(f"legacy-report-{n:08d}", b"v")
+    clean_redis.client(BROKER).lpush("package_read", b"m")
+    report = occupancy.report()
+    cache_groups = {row["prefix"]: row for row in database(report, CACHE)["no_ttl"]}
+    assert cache_groups["legacy-report-*"]["keys"] == 5
+    assert cache_groups["legacy-report-*"]["expected"] is False
+    broker_groups = {row["prefix"]: row for row in database(report, BROKER)["no_ttl"]}
+    assert broker_groups["package_read"]["expected"] is True  # queues never expire, by design
+
+
+def test_a_large_keyspace_stops_at_the_key_budget_and_is_scaled_up(clean_redis):
+    client = clean_redis.client(RESULTS)
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(3000):
+            pipe.set(f"celery-task-meta-{n:012d}", b"{}", ex=600)
+        pipe.execute()
+    report = occupancy.report(budget=Budget(keys_per_db=500, seconds=5.0, scan_count=100))
+    results_db = database(report, RESULTS)
+    assert results_db["complete"] is False and results_db["stopped"] == "key budget"
+    assert results_db["sampled"] == 500
+    results = category(report, RESULTS, "task results")
+    assert results["estimated"] is True
+    assert results["sampled_keys"] == 500 and results["keys"] == 3000
+
+
+def test_the_time_budget_bounds_the_whole_report(clean_redis):
+    client = clean_redis.client(CACHE)
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(2000):
+            pipe.set(f"fw:1:stats:{n}", b"v", ex=600)
+        pipe.execute()
+    started = time.monotonic()
+    report = occupancy.report(budget=Budget(keys_per_db=100_000, seconds=0.0, scan_count=10))
+    assert time.monotonic() - started < 1.0
+    stopped = [db["stopped"] for db in report["servers"][0]["databases"]]
+    assert "time budget" in stopped
+
+
+def test_an_unreachable_server_is_reported_not_raised():
+    port = free_port()
+    layout = redis_layout.resolve({"REDIS_LOCAL_PORT": str(port), "REDIS_LOCAL": "false"})
+    from workers.redis_clients import client_for
+
+    started = time.monotonic()
+    report = occupancy.report(layout=layout, client_for=lambda role: client_for(role, layout))
+    assert time.monotonic() - started < 2.5
+    (server,) = report["servers"]
+    assert server["reachable"] is False and server["error"].startswith("unreachable")
+    assert server["address"] == f"127.0.0.1:{port}"
+
+
+def test_the_cached_report_is_reused_until_it_is_old():
+    built: list[int] = []
+    now = [100.0]
+    cached = CachedReport(max_age=15, build=lambda: built.append(1) or {"n": len(built)}, clock=lambda: now[0])
+    assert cached.get() == {"n": 1}
+    now[0] += 10
+    assert cached.get() == {"n": 1}
+    now[0] += 10
+    assert cached.get() == {"n": 2}
+    assert cached.get(refresh=True) == {"n": 3}
