@@ -1,0 +1,252 @@
+"""The broker and INFO readers behind the controller (DESIGN §4 step 1).
+
+:func:`read_broker` costs ONE pipelined round trip to the broker Redis, how
+many queues there are notwithstanding; it reads, in this order:
+
+* ``LLEN`` of every priority sub-queue of every declared queue (kombu's names,
+  see :mod:`workers.collect_keys`) — the depth is their sum;
+* ``LINDEX key -1`` of each sub-queue — kombu pushes on the left and pops on
+  the right, so that is the oldest waiting message, whose ``fw_sent_at``
+  header (stamped at publish by :mod:`workers.routing`) gives its age;
+* ``HLEN unacked`` and the first entry of the ``unacked_index`` sorted set
+  (score = delivery time) — messages taken by a worker and not yet acked;
+* ``HGETALL`` of the worker heartbeats and of the processed counters
+  (:mod:`workers.heartbeat`);
+* ``INFO`` and ``CONFIG GET save`` of the broker server itself.
+
+:func:`read_server` then costs one round trip (``INFO`` + ``CONFIG GET
+save``) per other distinct server of the four roles; :func:`read_all` runs them
+in parallel so that several dead servers cost one connect timeout, not several.
+
+Nothing here knows a threshold or a Django model: it returns readings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import redis
+
+from config.redis_layout import Layout
+from workers.collect_keys import BrokerKeys
+from workers.routing import SENT_AT_HEADER
+
+
+@dataclass
+class QueueReading:
+    name: str
+    depth: int
+    by_priority: dict[int, int]  # priority step -> messages waiting in that sub-queue
+    oldest_sent_at: float | None  # publish time of the oldest waiting message
+
+
+@dataclass
+class ServerReading:
+    """INFO of one Redis server, or why it could not be read."""
+
+    server: tuple[str, int]
+    roles: list[str]
+    reachable: bool
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    save: str | None = None  # CONFIG GET save; None when CONFIG is refused (managed Redis)
+    read_at: float = 0.0
+
+
+@dataclass
+class BrokerReading:
+    queues: dict[str, QueueReading]
+    unacked_count: int
+    unacked_oldest_at: float | None
+    workers: dict[str, dict[str, Any]]  # heartbeat payloads by worker name
+    processed_this_minute: dict[str, int]
+    processed_last_minute: dict[str, int]
+    processed_total: dict[str, int]
+    server: ServerReading
+    read_at: float
+
+
+@dataclass
+class Collection:
+    """One collection: the broker's reading and one reading per distinct server."""
+
+    broker: BrokerReading | None
+    servers: dict[tuple[str, int], ServerReading]
+    duration_ms: float
+
+
+def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """A short reason without URLs' passwords, e.g. ``unreachable: Connection refused``."""
+    text = str(exc).strip() or type(exc).__name__
+    match = re.search(r"connecting to \S+?\.\s+(.*)", text)
+    if match:
+        text = match.group(1)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = text.rstrip(".")
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return f"unreachable: {text}"
+    return f"error: {text}"
+
+
+def _ints(mapping: Any) -> dict[str, int]:
+    if not isinstance(mapping, dict):
+        return {}
+    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in mapping.items()}
+
+
+def _sent_at(raw: Any) -> float | None:
+    """The fw_sent_at header of a raw kombu message, or None."""
+    if not isinstance(raw, (bytes, str)):
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _workers(mapping: Any) -> dict[str, dict[str, Any]]:
+    found = {}
+    for name, raw in (mapping or {}).items():
+        try:
+            found[name.decode()] = json.loads(raw)
+        except (ValueError, AttributeError):
+            continue
+    return found
+
+
+def _save(reply: Any) -> str | None:
+    if isinstance(reply, dict):
+        value = reply.get("save", reply.get(b"save"))
+        return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
+                server: tuple[str, int] = ("", 0), roles: list[str] | None = None,
+                now: float | None = None) -> BrokerReading:
+    """Read every queue, unacked, heartbeats, counters and INFO in ONE round trip.
+
+    Raises redis.RedisError / OSError when the broker cannot be reached.
+    """
+    queues = list(queues)
+    now = time.time() if now is None else now
+    minute = int(now // 60)
+    subs = {q: keys.sub_queues(q) for q in queues}
+    pipe = client.pipeline(transaction=False)
+    for q in queues:
+        for key in subs[q]:
+            pipe.llen(key)
+    for q in queues:
+        for key in subs[q]:
+            pipe.lindex(key, -1)
+    pipe.hlen(keys.unacked_key)
+    pipe.zrange(keys.unacked_index_key, 0, 0, withscores=True)
+    pipe.hgetall(keys.workers)
+    pipe.hgetall(keys.processed_minute(minute))
+    pipe.hgetall(keys.processed_minute(minute - 1))
+    pipe.hgetall(keys.processed_total)
+    pipe.info()
+    pipe.config_get("save")
+    # raise_on_error=False: a refused CONFIG (managed Redis) or a key of the
+    # wrong type spoils one answer, not the collection; a dead socket still raises.
+    replies = iter(pipe.execute(raise_on_error=False))
+    lengths = {q: [r if isinstance(r, int) else 0 for r in (next(replies) for _ in subs[q])] for q in queues}
+    tails = {q: [_sent_at(next(replies)) for _ in subs[q]] for q in queues}
+    unacked, oldest, workers, this_minute, last_minute, total, info, save = (next(replies) for _ in range(8))
+    return BrokerReading(
+        queues={q: _queue_reading(q, keys, lengths[q], tails[q]) for q in queues},
+        unacked_count=unacked if isinstance(unacked, int) else 0,
+        unacked_oldest_at=float(oldest[0][1]) if isinstance(oldest, list) and oldest else None,
+        workers=_workers(workers if isinstance(workers, dict) else {}),
+        processed_this_minute=_ints(this_minute),
+        processed_last_minute=_ints(last_minute),
+        processed_total=_ints(total),
+        server=ServerReading(server, roles or ["broker"], True, info=info if isinstance(info, dict) else {},
+                             save=_save(save), read_at=now),
+        read_at=now,
+    )
+
+
+def _queue_reading(queue: str, keys: BrokerKeys, lengths: list[int], tails: list[float | None]) -> QueueReading:
+    steps = list(dict.fromkeys(keys.priority_steps))
+    by_priority = dict(zip(steps, lengths))
+    stamps = [t for t, n in zip(tails, lengths) if t is not None and n]
+    return QueueReading(queue, sum(lengths), by_priority, min(stamps) if stamps else None)
+
+
+def read_server(client: redis.Redis, server: tuple[str, int], roles: list[str]) -> ServerReading:
+    """INFO and CONFIG GET save of one server in one round trip; never raises."""
+    now = time.time()
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.info()
+        pipe.config_get("save")
+        info, save = pipe.execute(raise_on_error=False)
+    except (redis.RedisError, OSError) as exc:
+        return ServerReading(server, roles, False, error=describe_error(exc, _passwords(client)), read_at=now)
+    if isinstance(info, Exception):
+        return ServerReading(server, roles, False, error=describe_error(info, _passwords(client)), read_at=now)
+    return ServerReading(server, roles, True, info=info, save=_save(save), read_at=now)
+
+
+def _passwords(client: redis.Redis) -> list[str]:
+    password = client.connection_pool.connection_kwargs.get("password")
+    return [password] if password else []
+
+
+class Collector:
+    """Reads the broker and every other distinct server of a layout.
+
+    Holds one client per server for its lifetime: redis-py reconnects a
+    broken connection by itself at the next command, which is how the
+    controller recovers after a Redis restart without any special code.
+    """
+
+    def __init__(self, layout: Layout, transport_options: Mapping[str, Any] | None,
+                 queues: Iterable[str], client_options: Mapping[str, Any] | None = None) -> None:
+        from workers.redis_clients import client_for
+
+        self.layout = layout
+        self.keys = BrokerKeys.from_options(transport_options)
+        self.queues = tuple(queues)
+        self.servers = layout.servers()
+        self.clients: dict[tuple[str, int], redis.Redis] = {
+            server: client_for(roles[0], layout, **(client_options or {})) for server, roles in self.servers.items()
+        }
+        broker = layout.roles.get("broker")
+        self.broker_server = broker.server if broker else None
+        self.broker_client = client_for("broker", layout, **(client_options or {})) if broker else None
+
+    def collect(self) -> Collection:
+        started = time.monotonic()
+        others = [s for s in self.servers if s != self.broker_server]
+        with ThreadPoolExecutor(max_workers=len(self.servers) or 1) as pool:
+            broker_future = pool.submit(self._read_broker) if self.broker_client else None
+            futures = {s: pool.submit(read_server, self.clients[s], s, self.servers[s]) for s in others}
+            readings = {s: f.result() for s, f in futures.items()}
+            broker, broker_server = broker_future.result() if broker_future else (None, None)
+        if broker_server is not None:
+            readings[self.broker_server] = broker_server
+        ordered = {s: readings[s] for s in self.servers if s in readings}
+        return Collection(broker, ordered, round((time.monotonic() - started) * 1000, 2))
+
+    def _read_broker(self) -> tuple[BrokerReading | None, ServerReading]:
+        roles = self.servers[self.broker_server]
+        try:
+            reading = read_broker(self.broker_client, self.keys, self.queues, self.broker_server, roles)
+        except (redis.RedisError, OSError) as exc:
+            error = describe_error(exc, _passwords(self.broker_client))
+            return None, ServerReading(self.broker_server, roles, False, error=error, read_at=time.time())
+        return reading, reading.server
+
+    def close(self) -> None:
+        for client in {id(c): c for c in [*self.clients.values(), self.broker_client] if c}.values():
+            client.close()

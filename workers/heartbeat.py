@@ -1,0 +1,174 @@
+"""Worker heartbeats and processed counters, written by Celery worker signals.
+
+Imported by ``config/celery.py`` so that every worker connects these handlers.
+What they write into the broker Redis (names from :mod:`workers.collect_keys`,
+behind kombu's ``global_keyprefix``):
+
+``fw:workers`` (hash)
+    field = worker name (``group@host``), value = JSON ``{name, group, host,
+    pid, queues, started_at, ts}``.  Written at ``worker_ready`` and then every
+    :data:`HEARTBEAT_INTERVAL` seconds by a daemon thread; the field is removed
+    at ``worker_shutdown``.  A worker is *alive* while ``now - ts <=``
+    :data:`HEARTBEAT_TTL`.  The hash itself expires :data:`WORKERS_KEY_TTL`
+    seconds after the last heartbeat of any worker.
+``fw:processed:<epoch minute>`` (hash)
+    field = queue, value = tasks finished in that minute (``task_postrun``,
+    keyed by the delivery's routing key).  Expires after
+    :data:`PROCESSED_MINUTE_TTL`.
+``fw:processed:total`` (hash)
+    field = queue, value = tasks finished ever; the controller's "stalled"
+    test watches it move.  Expires :data:`PROCESSED_TOTAL_TTL` after the last
+    task.
+
+Metrics must never fail a task or stop a worker: every write swallows Redis
+errors and logs the first failure of an outage once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
+
+from workers.collect_keys import BrokerKeys
+from workers.queues import QUEUE_NAMES
+
+logger = logging.getLogger("flowwatch.heartbeat")
+
+HEARTBEAT_INTERVAL = 10.0
+# Three missed beats: a worker busy in a long GIL-bound task still beats
+# (the thread runs in the main process, tasks run in pool children).
+HEARTBEAT_TTL = 30.0
+WORKERS_KEY_TTL = 3600
+PROCESSED_MINUTE_TTL = 180
+PROCESSED_TOTAL_TTL = 7 * 24 * 3600
+
+_clients: dict[int, redis.Redis] = {}
+_state: dict[str, Any] = {}
+_failing = threading.Event()
+
+
+def broker_client() -> redis.Redis:
+    """One broker client per process (prefork children get their own)."""
+    pid = os.getpid()
+    if pid not in _clients:
+        from workers.redis_clients import client_for
+
+        _clients[pid] = client_for("broker")
+    return _clients[pid]
+
+
+def _keys(app: Any) -> BrokerKeys:
+    return BrokerKeys.from_options(app.conf.broker_transport_options)
+
+
+def _guarded(action: str, write) -> bool:
+    """Run a metrics write; Redis trouble is logged once per outage, never raised."""
+    try:
+        write()
+    except (redis.RedisError, OSError) as exc:
+        if not _failing.is_set():
+            _failing.set()
+            logger.warning("metrics %s failed (further failures stay quiet until it works): %s",
+                           action, type(exc).__name__)
+        return False
+    if _failing.is_set():
+        _failing.clear()
+        logger.info("metrics %s works again", action)
+    return True
+
+
+def heartbeat_payload(name: str, queues: list[str], started_at: float) -> dict[str, Any]:
+    group, _, host = name.partition("@")
+    return {"name": name, "group": group, "host": host or socket.gethostname(), "pid": os.getpid(),
+            "queues": queues, "started_at": started_at, "ts": time.time()}
+
+
+def write_heartbeat(client: redis.Redis, keys: BrokerKeys, payload: dict[str, Any]) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(keys.workers, payload["name"], json.dumps(payload))
+    pipe.expire(keys.workers, WORKERS_KEY_TTL)
+    pipe.execute()
+
+
+def remove_heartbeat(client: redis.Redis, keys: BrokerKeys, name: str) -> None:
+    client.hdel(keys.workers, name)
+
+
+def count_processed(client: redis.Redis, keys: BrokerKeys, queue: str, now: float | None = None) -> None:
+    """One pipelined round trip per finished task."""
+    minute_key = keys.processed_minute(int((now or time.time()) // 60))
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(minute_key, queue, 1)
+    pipe.expire(minute_key, PROCESSED_MINUTE_TTL)
+    pipe.hincrby(keys.processed_total, queue, 1)
+    pipe.expire(keys.processed_total, PROCESSED_TOTAL_TTL)
+    pipe.execute()
+
+
+class _Beater(threading.Thread):
+    """Writes this worker's heartbeat every HEARTBEAT_INTERVAL seconds."""
+
+    def __init__(self, keys: BrokerKeys, name: str, queues: list[str]) -> None:
+        super().__init__(name="fw-heartbeat", daemon=True)
+        self.keys, self.worker_name, self.queues = keys, name, queues
+        self.started_at = time.time()
+        self.stopping = threading.Event()
+
+    def beat(self) -> bool:
+        payload = heartbeat_payload(self.worker_name, self.queues, self.started_at)
+        return _guarded("heartbeat", lambda: write_heartbeat(broker_client(), self.keys, payload))
+
+    def run(self) -> None:
+        while not self.stopping.wait(HEARTBEAT_INTERVAL):
+            self.beat()
+
+
+def current_worker() -> str | None:
+    """This process's worker name, for lock owners; None outside a worker."""
+    return _state.get("name")
+
+
+@celeryd_init.connect
+def remember_worker_name(sender: Any = None, **_: Any) -> None:
+    """Before the pool forks, so that task processes know their worker's name."""
+    if sender:
+        _state["name"] = str(sender)
+
+
+@worker_ready.connect
+def start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """``sender`` is the worker's Consumer: its hostname and queues."""
+    name = sender.hostname
+    queues = sorted(q for q in sender.app.amqp.queues.consume_from if q in QUEUE_NAMES)
+    beater = _Beater(_keys(sender.app), name, queues)
+    beater.beat()
+    beater.start()
+    _state.update(name=name, beater=beater)
+
+
+@worker_shutdown.connect
+def stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    beater: _Beater | None = _state.pop("beater", None)
+    if beater is None:
+        return
+    beater.stopping.set()
+    _guarded("heartbeat removal", lambda: remove_heartbeat(broker_client(), beater.keys, beater.worker_name))
+
+
+@task_postrun.connect
+def count_finished_task(sender: Any = None, task: Any = None, **_: Any) -> None:
+    task = task or sender
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    queue = delivery.get("routing_key")
+    if queue not in QUEUE_NAMES or task.request.is_eager:
+        return
+    keys = _keys(task.app)
+    _guarded("processed counter", lambda: count_processed(broker_client(), keys, queue))
