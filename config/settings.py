@@ -177,3 +177,35 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- apps.metrics: controller, alerts, periodic jobs (docs/metrics.md) ---------
+# Seconds between controller ticks; `run_controller --interval` overrides it.
+METRICS_CONTROLLER_INTERVAL = float(env_int("METRICS_CONTROLLER_INTERVAL", 5, minimum=1))
+# Alert e-mail goes through Django's mail settings; without EMAIL_HOST it is
+# printed to the log (console backend) rather than lost silently.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")  # or EMAIL_HOST_PASSWORD_FILE
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10  # a dead mail server must not hold a trigger_alerts worker
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "flowwatch@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Periodic work as a data table (STYLE §4): name, task, queue, seconds between
+# runs.  Each run expires just under its period, so a backlog never piles up copies.
+METRICS_BEAT_TABLE = (
+    ("metrics-prune-history", "apps.metrics.tasks.prune_history", "archive_data", 6 * 3600),
+    ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", "stats_cache", 15 * 60),
+)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    **{name: {"task": task, "schedule": float(period), "options": {"queue": queue, "expires": period * 0.9}}
+       for name, task, queue, period in METRICS_BEAT_TABLE},
+}
+# --- end of apps.metrics settings ---------------------------------------------------

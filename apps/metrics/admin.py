@@ -1,0 +1,73 @@
+"""Admin for superadmins only: thresholds (a singleton), overrides, events."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+from apps.metrics.auth import is_superadmin
+from apps.metrics.forms import MetricSettingsForm, QueueThresholdForm
+from apps.metrics.models import MetricEvent, QueueThreshold, cMetricSettings
+
+
+class SuperadminOnly:
+    """Staff who are not superusers see none of these models."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_superadmin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_superadmin(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_superadmin(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_superadmin(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_superadmin(request.user)
+
+
+@admin.register(cMetricSettings)
+class MetricSettingsAdmin(SuperadminOnly, admin.ModelAdmin):
+    form = MetricSettingsForm
+    fieldsets = (
+        ("Queues", {"fields": ("queue_warn", "queue_critical")}),
+        ("Redis memory", {"fields": ("memory_warn_percent", "memory_critical_percent")}),
+        ("Redis counters (increase since the previous sample)",
+         {"fields": ("evicted_keys_warn_min", "evicted_keys_critical_min", "rejected_connections_critical_min")}),
+        ("History and alerts", {"fields": ("history_retention_days", "alert_emails", "alert_webhook_url")}),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the data migration created the one row
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        """The list of one: go straight to its form."""
+        obj = cMetricSettings.load()
+        return HttpResponseRedirect(reverse("admin:metrics_cmetricsettings_change", args=[obj.pk]))
+
+
+@admin.register(QueueThreshold)
+class QueueThresholdAdmin(SuperadminOnly, admin.ModelAdmin):
+    form = QueueThresholdForm
+    list_display = ("queue", "warn", "critical")
+
+
+@admin.register(MetricEvent)
+class MetricEventAdmin(SuperadminOnly, admin.ModelAdmin):
+    list_display = ("at", "kind", "subject", "old_status", "new_status", "message")
+    list_filter = ("kind", "new_status")
+    search_fields = ("subject", "message")
+    readonly_fields = [f.name for f in MetricEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,650 @@
+"""The controller loop (DESIGN §4): collect, evaluate, publish, record, clean.
+
+One :class:`Controller` runs :meth:`Controller.tick` every ``interval``
+seconds.  A tick is a row of small steps, each returning whether it found work
+(STYLE §7).  Nothing in a tick may end the loop: Redis or the database going
+away turns into "unreachable" entries in the snapshot, a capped backoff and,
+once they answer again, recovery without a restart.
+
+Only the holder of the leader lock (``fw:controller:leader`` in the broker
+Redis) acts; other controllers stand by and take over within one lock TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, Callable, Iterable, Mapping
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from apps.metrics import snapshot as snapshots
+from apps.metrics.evaluate import (CLEAR_MARGIN, CLEAR_TICKS, Hysteresis, QueueFacts, ServerFacts, Thresholds,
+                                   queue_status, redis_status, worst)
+from apps.metrics.models import (OK, MetricEvent, QueueSample, QueueThreshold, RedisSample, RedisServerState,
+                                 cMetricSettings, iso)
+from config.redis_layout import ROLES, Layout
+from workers.collect import BrokerReading, Collection, Collector, ServerReading
+from workers.heartbeat import HEARTBEAT_TTL
+from workers.locks import clean_dead_locks
+from workers.queues import BY_QUEUE, QUEUE_NAMES
+
+logger = logging.getLogger("flowwatch.controller")
+
+DEFAULT_INTERVAL = 5.0
+MAX_BACKOFF = 30.0
+STALL_TICKS = 6
+EVENTS_IN_SNAPSHOT = 50
+WORKER_FORGET_SECONDS = 3600
+_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+          "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class LeaderLock:
+    """``fw:controller:leader`` = ``host:pid:token`` with a TTL, renewed each tick.
+
+    While the broker is unreachable nobody can take or renew the lock: the
+    controller that held it last keeps acting, one that last saw another
+    holder keeps standing by, and one that never saw any holder acts (it
+    cannot know better, and somebody must report the outage).
+    """
+
+    def __init__(self, client: redis.Redis | None, key: str, ttl: float) -> None:
+        self.client, self.key, self.ttl = client, key, ttl
+        self.value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+        self.held = False
+        self.last_seen: str | None = None  # "mine", "other" or None (never saw a holder)
+        self.holder: str | None = None
+
+    def claim(self) -> bool:
+        if self.client is None:
+            return True
+        try:
+            ttl_ms = int(self.ttl * 1000)
+            if self.held and not self.client.eval(_RENEW, 1, self.key, self.value, ttl_ms):
+                self.held = False
+                logger.warning("leader lock lost (expired or taken over)")
+            if not self.held:
+                self.held = bool(self.client.set(self.key, self.value, nx=True, px=ttl_ms))
+                if self.held:
+                    logger.info("this controller is now the leader (%s)", self.value)
+            if not self.held:
+                holder = self.client.get(self.key)
+                self.holder = holder.decode() if holder else None
+        except (redis.RedisError, OSError):
+            return self.last_seen != "other"
+        self.last_seen = "mine" if self.held else "other"
+        return self.held
+
+    def release(self) -> None:
+        if self.client is None or not self.held:
+            return
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.value)
+        except (redis.RedisError, OSError):
+            pass  # it expires by itself
+        self.held = False
+
+
+@dataclass
+class _ServerMemory:
+    run_id: str | None
+    evicted: int | None = None  # None: not sampled by this process yet
+    rejected: int | None = None
+
+    def delta(self, name: str, value: int, restarted: bool) -> int:
+        """Increase since the previous sample; a restart resets Redis' counters to 0."""
+        if restarted:
+            return value
+        previous = getattr(self, name)
+        return 0 if previous is None else max(0, value - previous)
+
+
+@dataclass
+class _Stall:
+    total: int | None = None
+    ticks: int = 0
+    since: float | None = None
+
+
+class Controller:
+    def __init__(self, *, layout: Layout | None = None, transport_options: Mapping[str, Any] | None = None,
+                 queues: Iterable[str] = QUEUE_NAMES, interval: float = DEFAULT_INTERVAL,
+                 clear_ticks: int = CLEAR_TICKS, stall_ticks: int = STALL_TICKS,
+                 max_backoff: float = MAX_BACKOFF, publish: bool = True, send_tasks: bool = True) -> None:
+        self.layout = layout or settings.REDIS_LAYOUT
+        if transport_options is None:
+            transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        self.collector = Collector(self.layout, transport_options, queues)
+        self.keys = self.collector.keys
+        self.interval = interval
+        self.stall_ticks = stall_ticks
+        self.max_backoff = max(max_backoff, interval)
+        self.publish_enabled = publish
+        self.send_tasks = send_tasks
+        self.hysteresis = Hysteresis(clear_ticks)
+        # The lock outlives a full backoff, so a leader in trouble is not
+        # replaced merely because it sleeps longer between ticks.
+        self.leader = LeaderLock(self.collector.broker_client, self.keys.leader,
+                                 ttl=max(3 * interval, self.max_backoff + interval))
+        self.stopping = threading.Event()
+        self.failures = 0
+        self.ticks = 0
+        self.thresholds = Thresholds()
+        self.database: dict[str, Any] = {"reachable": True, "error": None}
+        self.servers: dict[tuple[str, int], _ServerMemory] = {}
+        self.stalls: dict[str, _Stall] = {}
+        self.reachable: dict[str, bool] = {}
+        self.last_depth: tuple[int, int] | None = None  # (queued, unacked) at the previous tick
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=EVENTS_IN_SNAPSHOT)
+        self.unsaved: deque[MetricEvent] = deque(maxlen=1000)
+        self.pending_alerts: list[int] = []
+        self.pending_rebuild = False
+        self.last_snapshot: dict[str, Any] | None = None
+        self.state_loaded = False
+        self._publish_failed: set[str] = set()
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, once: bool = False) -> None:
+        self._install_signal_handlers()
+        logger.info("controller started: interval %.1f s, %d queues, %d Redis servers",
+                    self.interval, len(self.collector.queues), len(self.collector.servers))
+        try:
+            while not self.stopping.is_set():
+                self.safe_tick()
+                if once:
+                    break
+                self.stopping.wait(self.next_delay())
+        finally:
+            self.leader.release()
+            self.collector.close()
+            logger.info("controller stopped")
+
+    def safe_tick(self) -> bool:
+        """A tick that never raises: a surprise is logged and backed off from."""
+        try:
+            acted = self.tick()
+        except Exception:
+            logger.exception("controller tick failed; backing off")
+            self.failures += 1
+            return False
+        return acted
+
+    def next_delay(self) -> float:
+        if not self.failures:
+            return self.interval
+        return min(self.interval * 2 ** self.failures, self.max_backoff)
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def tick(self) -> bool:
+        """One pass; True when this controller acted (it is the leader)."""
+        self.ticks += 1
+        if not self.claim_leadership():
+            self.failures = 0
+            return False
+        self.load_state()
+        self.load_thresholds()
+        collection = self.collector.collect()
+        snapshot, changes = self.evaluate(collection)
+        self.record_events(changes)
+        snapshot["events"] = list(self.recent_events)
+        self.publish(snapshot)
+        self.roll_up(snapshot)
+        broker_up = collection.broker is not None
+        self.send_alerts(broker_up)
+        self.clean_locks(broker_up)
+        self.last_snapshot = snapshot
+        healthy = all(r["reachable"] for r in snapshot["redis"]) and self.database["reachable"]
+        self.failures = 0 if healthy else self.failures + 1
+        return True
+
+    def look(self) -> dict[str, Any]:
+        """One collection evaluated against fresh thresholds: no lock, no events, no publishing."""
+        try:
+            self.load_thresholds()
+            snapshot, _changes = self.evaluate(self.collector.collect())
+            snapshot["events"] = self._db(
+                lambda: [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]], [])
+            snapshot["database"] = dict(self.database)
+            return snapshot
+        finally:
+            self.collector.close()
+
+    # -- steps ----------------------------------------------------------------
+    def claim_leadership(self) -> bool:
+        leader = self.leader.claim()
+        if not leader and self.ticks == 1:
+            logger.info("standing by: another controller holds the leader lock (%s)", self.leader.holder)
+        return leader
+
+    def load_state(self) -> bool:
+        """Once: last statuses, run_ids and depth from the database, so a restarted
+        controller neither repeats alerts nor misses a Redis restart."""
+        if self.state_loaded:
+            return False
+        found = self._db(self._read_state, None)
+        if found is None:
+            return False
+        statuses, reachable, run_ids, depth = found
+        self.hysteresis = Hysteresis(self.hysteresis.clear_ticks, statuses)
+        self.reachable.update(reachable)
+        for server, run_id in run_ids.items():
+            self.servers.setdefault(server, _ServerMemory(run_id))
+        if depth is not None and self.last_depth is None:
+            self.last_depth = (depth, 0)
+        self.state_loaded = True
+        return True
+
+    def load_thresholds(self) -> bool:
+        """Fresh thresholds each tick; the last good ones while the database is away."""
+        loaded = self._db(lambda: Thresholds.from_models(cMetricSettings.load(), list(QueueThreshold.objects.all())),
+                          None)
+        if loaded is not None:
+            self.thresholds = loaded
+        return loaded is not None
+
+    def evaluate(self, collection: Collection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        changes: list[dict[str, Any]] = []
+        now = time.time()
+        server_views = {s: self._server_view(reading, changes) for s, reading in collection.servers.items()}
+        redis_entries = [self._role_entry(role, server_views, changes) for role in ROLES if role in self.layout.roles]
+        broker = collection.broker
+        workers = self._worker_entries(broker, now)
+        queue_entries = [self._queue_entry(q, broker, workers, now, changes) for q in self.collector.queues]
+        if broker is not None:
+            self.last_depth = (sum(q.depth for q in broker.queues.values()), broker.unacked_count)
+        snapshot = {
+            "collected_at": iso(now),
+            "duration_ms": collection.duration_ms,
+            "queues": queue_entries,
+            "unacked": _unacked(broker, now),
+            "redis": redis_entries,
+            "workers": workers,
+            "thresholds": self.thresholds.as_dict(),
+            "events": [],
+            "database": dict(self.database),
+            "controller": {"host": socket.gethostname(), "pid": os.getpid(), "leader": self.leader.held,
+                           "interval": self.interval},
+        }
+        return snapshot, changes
+
+    def record_events(self, changes: list[dict[str, Any]]) -> bool:
+        """Save new events (and any kept while the database was away)."""
+        for change in changes:
+            event = MetricEvent(at=datetime.now(dt_timezone.utc), **change)
+            log = logger.error if change["new_status"] == "critical" or change["kind"] == "restart" else logger.warning
+            log("event %s %s: %s", change["kind"], change["subject"], change["message"])
+            self.unsaved.append(event)
+        saved = self._db(self._save_unsaved, [])
+        for event in saved:
+            self.pending_alerts.append(event.id)
+        self._remember(changes, saved)
+        return bool(changes)
+
+    def publish(self, snapshot: dict[str, Any]) -> bool:
+        if not self.publish_enabled:
+            return False
+        self._try("cache", lambda: snapshots.publish_to_cache(snapshot))
+        self._try("channels", lambda: snapshots.publish_to_group(snapshot))
+        return True
+
+    def roll_up(self, snapshot: dict[str, Any]) -> bool:
+        """Upsert this minute's row per queue (highest depth) and per role (last memory)."""
+        minute = datetime.now(dt_timezone.utc).replace(second=0, microsecond=0)
+        return bool(self._db(lambda: self._write_rollup(minute, snapshot), False))
+
+    def send_alerts(self, broker_up: bool) -> bool:
+        """Hand saved events to trigger_alerts; a rebuild after a restart too."""
+        if not (broker_up and self.send_tasks):
+            return False
+        worked = False
+        if self.pending_alerts:
+            ids, self.pending_alerts = self.pending_alerts, []
+            if not self._try("alerts", lambda: _send_alerts(ids)):
+                self.pending_alerts = ids + self.pending_alerts
+            worked = True
+        if self.pending_rebuild:
+            self.pending_rebuild = not self._try("rebuild", _queue_rebuilds)
+            worked = True
+        return worked
+
+    def clean_locks(self, broker_up: bool) -> bool:
+        if not broker_up:
+            return False
+        client = self.collector.broker_client
+        deleted = self._try("lock cleaning", lambda: clean_dead_locks(client, self.keys)) or []
+        for name in deleted if isinstance(deleted, list) else []:
+            logger.warning("deleted lock %s: its owner's heartbeat expired", name)
+        self._try("worker pruning", self._forget_old_workers)
+        return bool(deleted)
+
+    # -- evaluation helpers -------------------------------------------------------
+    def _server_view(self, reading: ServerReading, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        info = reading.info
+        view: dict[str, Any] = {"reachable": reading.reachable, "error": reading.error}
+        if not reading.reachable:
+            return view
+        run_id = info.get("run_id")
+        previous = self.servers.get(reading.server) or _ServerMemory(None)
+        evicted, rejected = int(info.get("evicted_keys", 0)), int(info.get("rejected_connections", 0))
+        restarted = previous.run_id not in (None, run_id)
+        if restarted:
+            changes.append(self._restart_change(reading, previous.run_id, run_id))
+        view.update(_memory(info))
+        view.update(
+            evicted_keys_delta=previous.delta("evicted", evicted, restarted),
+            rejected_connections_delta=previous.delta("rejected", rejected, restarted),
+            connected_clients=info.get("connected_clients"),
+            maxclients=info.get("maxclients"),
+            maxmemory_policy=info.get("maxmemory_policy"),
+            uptime_seconds=info.get("uptime_in_seconds"),
+            persistence=_persistence(info, reading.save),
+            run_id=run_id,
+            redis_version=info.get("redis_version"),
+            last_restart_at=iso(time.time() - float(info.get("uptime_in_seconds", 0))),
+        )
+        if previous.run_id != run_id:
+            self._db(lambda: _remember_run_id(reading.server, run_id), None)
+        self.servers[reading.server] = _ServerMemory(run_id, evicted, rejected)
+        return view
+
+    def _restart_change(self, reading: ServerReading, old: str, new: str) -> dict[str, Any]:
+        host, port = reading.server
+        has_broker = "broker" in reading.roles
+        queued, unacked = self.last_depth if (has_broker and self.last_depth) else (0, 0)
+        self.pending_rebuild = True
+        lost = f"; {queued} queued and {unacked} unacked messages were lost" if has_broker else ""
+        return {
+            "kind": MetricEvent.RESTART, "subject": f"redis:{reading.roles[0]}", "old_status": "", "new_status": "",
+            "message": f"Redis {host}:{port} ({', '.join(reading.roles)}) restarted: its run_id changed{lost}",
+            "details": {"server": f"{host}:{port}", "roles": reading.roles, "old_run_id": old, "new_run_id": new,
+                        "lost_depth": queued, "lost_unacked": unacked},
+        }
+
+    def _role_entry(self, role: str, views: dict, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        role_url = self.layout.roles[role]
+        server = role_url.server
+        view = views.get(server, {"reachable": False, "error": "not read"})
+        shared = [r for r in self.collector.servers.get(server, []) if r != role]
+        entry = {"role": role, "host": role_url.host, "port": role_url.port, "db": role_url.db,
+                 "tls": role_url.tls, "shared_with": shared, **_EMPTY_SERVER, **view}
+        facts = ServerFacts(entry["reachable"], entry["error"], entry["memory_percent"], entry["no_maxmemory"],
+                            entry["evicted_keys_delta"], entry["rejected_connections_delta"],
+                            entry["maxmemory_policy"])
+        rising, reasons = redis_status(facts, role, self.thresholds)
+        clearing, _ = redis_status(facts, role, self.thresholds, 1 - CLEAR_MARGIN)
+        subject = f"redis:{role}"
+        old, new = self.hysteresis.update(subject, rising, clearing)
+        entry.update(status=new, reasons=reasons + _note(self.hysteresis.clearing_note(subject)))
+        changes.extend(self._role_changes(entry, subject, old, new))
+        return entry
+
+    def _role_changes(self, entry: dict[str, Any], subject: str, old: str, new: str) -> list[dict[str, Any]]:
+        role, where = entry["role"], f"{entry['host']}:{entry['port']}"
+        was_reachable = self.reachable.get(role, True)
+        self.reachable[role] = entry["reachable"]
+        base = {"subject": subject, "old_status": old, "new_status": new, "details": {"reasons": entry["reasons"]}}
+        if was_reachable and not entry["reachable"]:
+            return [{**base, "kind": MetricEvent.UNREACHABLE,
+                     "message": f"Redis {role} ({where}) is {entry['error'] or 'unreachable'}"}]
+        if entry["reachable"] and not was_reachable:
+            return [{**base, "kind": MetricEvent.RECOVERED,
+                     "message": f"Redis {role} ({where}) answers again; status {new}"}]
+        if old != new:
+            why = "; ".join(entry["reasons"]) or "back within thresholds"
+            return [{**base, "kind": MetricEvent.STATUS,
+                     "message": f"Redis {role} ({where}) is {new} (was {old}): {why}"}]
+        return []
+
+    def _worker_entries(self, broker: BrokerReading | None, now: float) -> list[dict[str, Any]]:
+        if broker is None:
+            return []
+        entries = []
+        for name, beat in sorted(broker.workers.items()):
+            ts = float(beat.get("ts", 0))
+            entries.append({"name": name, "group": beat.get("group"), "host": beat.get("host"),
+                            "pid": beat.get("pid"), "queues": list(beat.get("queues", [])),
+                            "last_heartbeat": iso(ts), "alive": now - ts <= HEARTBEAT_TTL})
+        return entries
+
+    def _queue_entry(self, queue: str, broker: BrokerReading | None, workers: list[dict[str, Any]], now: float,
+                     changes: list[dict[str, Any]]) -> dict[str, Any]:
+        family = BY_QUEUE.get(queue)
+        warn, critical = self.thresholds.for_queue(queue)
+        entry = {"name": queue, "lane": family.lane if family else None, "group": family.group if family else None,
+                 "depth": None, "by_priority": {}, "oldest_age_seconds": None, "consumers": 0,
+                 "processed_per_minute": None, "processed_total": None, "warn": warn, "critical": critical}
+        subject = f"queue:{queue}"
+        if broker is None:
+            # Frozen: no figures, so no status change and no event.
+            _, reasons = queue_status(QueueFacts(None, 0, None), warn, critical)
+            entry.update(status=self.hysteresis.status(subject) or OK, reasons=reasons)
+            return entry
+        reading = broker.queues[queue]
+        consumers = sum(1 for w in workers if w["alive"] and queue in w["queues"])
+        total = broker.processed_total.get(queue, 0)
+        entry.update(depth=reading.depth, by_priority={str(k): v for k, v in reading.by_priority.items()},
+                     oldest_age_seconds=_age(reading.oldest_sent_at, now), consumers=consumers,
+                     processed_per_minute=_per_minute(broker, queue, now), processed_total=total)
+        facts = QueueFacts(reading.depth, consumers, self._stalled(queue, reading.depth, consumers, total, now))
+        rising, reasons = queue_status(facts, warn, critical)
+        clearing, _ = queue_status(facts, warn, critical, 1 - CLEAR_MARGIN)
+        old, new = self.hysteresis.update(subject, rising, clearing)
+        entry.update(status=new, reasons=reasons + _note(self.hysteresis.clearing_note(subject)))
+        if old != new:
+            why = "; ".join(reasons) or "back within thresholds"
+            changes.append({"kind": MetricEvent.STATUS, "subject": subject, "old_status": old, "new_status": new,
+                            "message": f"queue {queue} is {new} (was {old}): {why}",
+                            "details": {"depth": reading.depth, "reasons": reasons}})
+        return entry
+
+    def _stalled(self, queue: str, depth: int, consumers: int, total: int, now: float) -> float | None:
+        """Seconds the queue has been stalled, once it has for ``stall_ticks`` ticks."""
+        stall = self.stalls.setdefault(queue, _Stall())
+        moving = stall.total is None or total != stall.total
+        stall.total = total
+        if depth == 0 or consumers == 0 or moving:
+            stall.ticks, stall.since = 0, None
+            return None
+        stall.ticks += 1
+        stall.since = stall.since or now
+        return now - stall.since + self.interval if stall.ticks >= self.stall_ticks else None
+
+    # -- side effects ---------------------------------------------------------------
+    def _db(self, action: Callable[[], Any], default: Any) -> Any:
+        """Run a database action; a dead database gives ``default``, and a reconnect next time."""
+        try:
+            result = action()
+        except DatabaseError as exc:
+            if self.database["reachable"]:
+                logger.error("database unreachable: %s", type(exc).__name__)
+            self.database = {"reachable": False, "error": f"unreachable: {type(exc).__name__}"}
+            try:
+                connection.close()
+            except DatabaseError:
+                pass
+            return default
+        if not self.database["reachable"]:
+            logger.info("database answers again")
+        self.database = {"reachable": True, "error": None}
+        return result
+
+    def _try(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run one side effect; its failure is logged once per outage and returns None."""
+        try:
+            result = action()
+        except Exception as exc:
+            if what not in self._publish_failed:
+                self._publish_failed.add(what)
+                logger.warning("%s failed: %s (quiet until it works again)", what, type(exc).__name__)
+            return None
+        if what in self._publish_failed:
+            self._publish_failed.discard(what)
+            logger.info("%s works again", what)
+        return True if result is None else result
+
+    def _save_unsaved(self) -> list[MetricEvent]:
+        saved = []
+        while self.unsaved:
+            event = self.unsaved[0]
+            event.save()
+            saved.append(self.unsaved.popleft())
+        return saved
+
+    def _remember(self, changes: list[dict[str, Any]], saved: list[MetricEvent]) -> None:
+        """Keep the latest events for the snapshot, database or not."""
+        by_subject_at = {(e.subject, e.kind, e.message): e for e in saved}
+        for change in changes:
+            event = by_subject_at.get((change["subject"], change["kind"], change["message"]))
+            shown = event.as_dict() if event else {**change, "id": None, "at": iso(time.time())}
+            self.recent_events.appendleft(shown)
+        if not self.recent_events and self.database["reachable"]:
+            latest = self._db(lambda: [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]], [])
+            self.recent_events.extend(latest)
+
+    def _read_state(self) -> tuple[dict[str, str], dict[str, bool], dict[tuple[str, int], str], int | None]:
+        statuses: dict[str, str] = {}
+        reachable: dict[str, bool] = {}
+        cutoff = datetime.now(dt_timezone.utc) - timedelta(days=30)
+        kinds = [MetricEvent.STATUS, MetricEvent.UNREACHABLE, MetricEvent.RECOVERED]
+        rows = MetricEvent.objects.filter(at__gte=cutoff, kind__in=kinds).values_list("subject", "kind", "new_status")
+        for subject, kind, new_status in rows.order_by("-at", "-id")[:5000]:
+            if subject in statuses or not new_status:
+                continue
+            statuses[subject] = new_status
+            if subject.startswith("redis:"):
+                reachable[subject.split(":", 1)[1]] = kind != MetricEvent.UNREACHABLE
+        run_ids = {}
+        for state in RedisServerState.objects.all():
+            host, _, port = state.server.rpartition(":")
+            run_ids[(host, int(port))] = state.run_id
+        latest = QueueSample.objects.order_by("-minute").values_list("minute", flat=True).first()
+        depth = None
+        if latest is not None:
+            depth = sum(QueueSample.objects.filter(minute=latest).values_list("depth", flat=True))
+        return statuses, reachable, run_ids, depth
+
+    def _write_rollup(self, minute: datetime, snapshot: dict[str, Any]) -> bool:
+        queue_rows = []
+        for q in snapshot["queues"]:
+            if q["depth"] is None:
+                continue
+            queue_rows.append(QueueSample(minute=minute, queue=q["name"], depth=q["depth"],
+                                          oldest_age_seconds=q["oldest_age_seconds"],
+                                          processed_per_minute=q["processed_per_minute"]))
+        existing = dict(QueueSample.objects.filter(minute=minute).values_list("queue", "depth"))
+        for row in queue_rows:
+            row.depth = max(row.depth, existing.get(row.queue, 0))  # the minute's highest depth
+        QueueSample.objects.bulk_create(queue_rows, update_conflicts=True, unique_fields=["minute", "queue"],
+                                        update_fields=["depth", "oldest_age_seconds", "processed_per_minute"])
+        redis_rows = [RedisSample(minute=minute, role=r["role"], reachable=r["reachable"],
+                                  memory_percent=r["memory_percent"], used_memory=r["used_memory"])
+                      for r in snapshot["redis"]]
+        RedisSample.objects.bulk_create(redis_rows, update_conflicts=True, unique_fields=["minute", "role"],
+                                        update_fields=["reachable", "memory_percent", "used_memory"])
+        return True
+
+    def _forget_old_workers(self) -> int:
+        """Drop heartbeat entries of workers silent for WORKER_FORGET_SECONDS."""
+        if self.last_snapshot is None:
+            return 0
+        client = self.collector.broker_client
+        stale = []
+        for raw_name, raw in client.hgetall(self.keys.workers).items():
+            try:
+                ts = float(json.loads(raw)["ts"])
+            except (ValueError, KeyError, TypeError):
+                ts = 0.0
+            if time.time() - ts > WORKER_FORGET_SECONDS:
+                stale.append(raw_name)
+        if stale:
+            client.hdel(self.keys.workers, *stale)
+        return len(stale)
+
+
+_EMPTY_SERVER: dict[str, Any] = {
+    "reachable": False, "error": None, "used_memory": None, "maxmemory": None, "memory_percent": None,
+    "no_maxmemory": None, "evicted_keys_delta": None, "rejected_connections_delta": None,
+    "connected_clients": None, "maxclients": None, "maxmemory_policy": None, "uptime_seconds": None,
+    "persistence": None, "run_id": None, "redis_version": None, "last_restart_at": None,
+}
+
+
+def _memory(info: Mapping[str, Any]) -> dict[str, Any]:
+    used = int(info.get("used_memory", 0))
+    maxmemory = int(info.get("maxmemory", 0))
+    total = int(info.get("total_system_memory", 0))
+    base = maxmemory or total
+    percent = round(used * 100.0 / base, 2) if base else None
+    return {"used_memory": used, "maxmemory": maxmemory, "memory_percent": percent, "no_maxmemory": not maxmemory}
+
+
+def _persistence(info: Mapping[str, Any], save: str | None) -> dict[str, Any]:
+    appendonly = bool(int(info.get("aof_enabled", 0)))
+    return {"save": save, "appendonly": appendonly, "persistent": appendonly or bool(save)}
+
+
+def _unacked(broker: BrokerReading | None, now: float) -> dict[str, Any]:
+    if broker is None:
+        return {"count": None, "oldest_age_seconds": None}
+    return {"count": broker.unacked_count, "oldest_age_seconds": _age(broker.unacked_oldest_at, now)}
+
+
+def _age(then: float | None, now: float) -> float | None:
+    if then is None:
+        return None
+    return round(max(0.0, now - then), 3)
+
+
+def _per_minute(broker: BrokerReading, queue: str, now: float) -> float:
+    """A sliding one-minute window over two minute buckets."""
+    elapsed = (now % 60) / 60
+    previous = broker.processed_last_minute.get(queue, 0)
+    current = broker.processed_this_minute.get(queue, 0)
+    return round(previous * (1 - elapsed) + current, 1)
+
+
+def _note(text: str | None) -> list[str]:
+    return [text] if text else []
+
+
+def _remember_run_id(server: tuple[str, int], run_id: str | None) -> None:
+    if run_id:
+        RedisServerState.objects.update_or_create(server=f"{server[0]}:{server[1]}",
+                                                  defaults={"run_id": run_id,
+                                                            "seen_at": datetime.now(dt_timezone.utc)})
+
+
+def _send_alerts(ids: list[int]) -> None:
+    from apps.metrics.tasks import trigger_alerts
+
+    trigger_alerts.apply_async(args=(ids,), retry=False)
+
+
+def _queue_rebuilds() -> None:
+    from apps.metrics.tasks import rebuild_caches
+
+    rebuild_caches.apply_async(retry=False)
+
+
+__all__ = ["Controller", "LeaderLock", "worst"]

@@ -1,0 +1,37 @@
+"""Threshold forms; the metrics page (apps/dashboard) renders and posts them.
+
+Validation lives in the models' ``clean()`` so the admin, these forms and any
+other writer agree: warn below critical, percents 0-100, counts >= 0, and
+every error is attached to the field it is about.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from apps.metrics.models import QueueThreshold, cMetricSettings
+from workers.queues import QUEUE_NAMES
+
+
+class MetricSettingsForm(forms.ModelForm):
+    class Meta:
+        model = cMetricSettings
+        fields = [
+            "queue_warn", "queue_critical", "memory_warn_percent", "memory_critical_percent",
+            "evicted_keys_warn_min", "evicted_keys_critical_min", "rejected_connections_critical_min",
+            "history_retention_days", "alert_emails", "alert_webhook_url",
+        ]
+        widgets = {"alert_emails": forms.Textarea(attrs={"rows": 2})}
+
+
+class QueueThresholdForm(forms.ModelForm):
+    queue = forms.ChoiceField(choices=[(q, q) for q in QUEUE_NAMES])
+
+    class Meta:
+        model = QueueThreshold
+        fields = ["queue", "warn", "critical"]
+
+
+QueueThresholdFormSet = forms.modelformset_factory(
+    QueueThreshold, form=QueueThresholdForm, extra=1, can_delete=True,
+)

@@ -1,0 +1,26 @@
+"""``manage.py run_controller [--once] [--interval S]``: the controller loop (DESIGN §4)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.metrics.controller import Controller
+
+
+class Command(BaseCommand):
+    help = "Collect queue and Redis metrics every few seconds, publish them, record events. SIGTERM stops it."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="run one tick and exit")
+        parser.add_argument("--interval", type=float, default=None,
+                            help="seconds between ticks (default METRICS_CONTROLLER_INTERVAL, 5)")
+
+    def handle(self, *args, once: bool, interval: float | None, **options) -> None:
+        interval = settings.METRICS_CONTROLLER_INTERVAL if interval is None else interval
+        if interval <= 0:
+            raise CommandError("--interval must be a positive number of seconds")
+        controller = Controller(interval=interval)
+        controller.run(once=once)
+        if once and controller.last_snapshot is None:
+            self.stderr.write("no snapshot: another controller holds the leader lock")

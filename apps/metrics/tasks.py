@@ -1,0 +1,89 @@
+"""Metrics tasks.  Their queues are declared in workers/queues.py (FAMILIES).
+
+* ``trigger_alerts`` (queue ``trigger_alerts``): e-mail and webhook for events;
+* ``prune_history`` (queue ``archive_data``): drops history and events older
+  than ``history_retention_days``;
+* ``rebuild_caches`` (queue ``stats_cache``): runs the registered cache
+  rebuilders (workers/rebuild.py), queued by the controller after a Redis
+  restart and by beat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from apps.metrics.models import MetricEvent, QueueSample, RedisSample, cMetricSettings
+from workers.rebuild import run_rebuilders
+
+logger = logging.getLogger("flowwatch.metrics")
+
+WEBHOOK_TIMEOUT = 10
+DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
+
+
+@shared_task(name="apps.metrics.tasks.trigger_alerts", queue="trigger_alerts",
+             autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600, retry_jitter=True,
+             max_retries=8)
+def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
+    """Send each event by e-mail and webhook; a channel already delivered is skipped on retry."""
+    config = cMetricSettings.load()
+    events = list(MetricEvent.objects.filter(id__in=event_ids).order_by("at", "id"))
+    emailed = _email(config.emails, [e for e in events if e.emailed_at is None])
+    posted = _webhook(config.alert_webhook_url, [e for e in events if e.webhook_at is None])
+    return {"events": len(events), "emailed": emailed, "posted": posted}
+
+
+def _email(recipients: list[str], events: list[MetricEvent]) -> int:
+    if not recipients or not events:
+        return 0
+    worst = "critical" if any(e.new_status == "critical" or e.kind == "restart" for e in events) else "notice"
+    subject = f"[Flowwatch {worst}] {events[0].message[:120]}"
+    if len(events) > 1:
+        subject += f" (+{len(events) - 1} more)"
+    body = "\n".join(f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.subject}: {e.message}" for e in events)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+    MetricEvent.objects.filter(id__in=[e.id for e in events]).update(emailed_at=timezone.now())
+    return len(events)
+
+
+def _webhook(url: str, events: list[MetricEvent]) -> int:
+    if not url or not events:
+        return 0
+    payload = json.dumps({"source": "flowwatch", "events": [e.as_dict() for e in events]}).encode()
+    request = urllib.request.Request(url, data=payload, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "flowwatch"})
+    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310  admin-set URL
+        if response.status >= 300:
+            raise urllib.error.URLError(f"webhook answered HTTP {response.status}")
+    MetricEvent.objects.filter(id__in=[e.id for e in events]).update(webhook_at=timezone.now())
+    return len(events)
+
+
+@shared_task(name="apps.metrics.tasks.prune_history", queue="archive_data")
+def prune_history() -> dict[str, int]:
+    """Delete per-minute history and events older than history_retention_days."""
+    cutoff = timezone.now() - timedelta(days=cMetricSettings.load().history_retention_days)
+    counts = {
+        "queue_samples": QueueSample.objects.filter(minute__lt=cutoff).delete()[0],
+        "redis_samples": RedisSample.objects.filter(minute__lt=cutoff).delete()[0],
+        "events": MetricEvent.objects.filter(at__lt=cutoff).delete()[0],
+    }
+    logger.info("pruned metrics history older than %s: %s", cutoff.isoformat(), counts)
+    return counts
+
+
+@shared_task(name="apps.metrics.tasks.rebuild_caches", queue="stats_cache")
+def rebuild_caches(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run the registered cache rebuilders (all, or the named ones)."""
+    return [vars(result) for result in run_rebuilders(names)]

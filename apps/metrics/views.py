@@ -1,0 +1,80 @@
+"""/api/metrics/, /api/metrics/history/ and /metrics (DESIGN §5)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from apps.metrics import prometheus
+from apps.metrics.auth import metrics_access
+from apps.metrics.models import QueueSample, RedisSample
+from apps.metrics.snapshot import CacheUnavailable, latest_snapshot
+
+HISTORY_MAX_MINUTES = 7 * 24 * 60
+
+
+def _unavailable(error: str, detail: str) -> JsonResponse:
+    return JsonResponse({"error": error, "detail": detail}, status=503)
+
+
+def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
+    try:
+        snapshot = latest_snapshot()
+    except CacheUnavailable:
+        return None, _unavailable("cache_unavailable", "The cache Redis does not answer; no snapshot can be read.")
+    if snapshot is None:
+        return None, _unavailable("no_snapshot", "No snapshot cached yet: is `manage.py run_controller` running?")
+    return snapshot, None
+
+
+@require_GET
+@never_cache
+@metrics_access
+def api_metrics(request: HttpRequest) -> HttpResponse:
+    snapshot, error = _snapshot_or_error()
+    return error or JsonResponse(snapshot)
+
+
+@require_GET
+@never_cache
+@metrics_access
+def api_metrics_history(request: HttpRequest) -> HttpResponse:
+    raw = request.GET.get("minutes", "60")
+    try:
+        minutes = int(raw)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= HISTORY_MAX_MINUTES:
+        return JsonResponse({"error": "invalid_parameter", "parameter": "minutes",
+                             "detail": f"minutes must be a whole number from 1 to {HISTORY_MAX_MINUTES}"},
+                            status=400)
+    since = timezone.now() - timedelta(minutes=minutes)
+    queues: dict[str, list[list[float]]] = {}
+    for minute, queue, depth in (QueueSample.objects.filter(minute__gte=since)
+                                 .order_by("minute").values_list("minute", "queue", "depth")):
+        queues.setdefault(queue, []).append([_epoch_ms(minute), depth])
+    redis: dict[str, list[list[float | None]]] = {}
+    for minute, role, percent in (RedisSample.objects.filter(minute__gte=since)
+                                  .order_by("minute").values_list("minute", "role", "memory_percent")):
+        redis.setdefault(role, []).append([_epoch_ms(minute), percent])
+    return JsonResponse({"minutes": minutes, "queues": queues, "redis": redis})
+
+
+def _epoch_ms(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@require_GET
+@never_cache
+@metrics_access
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    snapshot, error = _snapshot_or_error()
+    if error is not None:
+        return error
+    body, content_type = prometheus.render(snapshot, now=time.time())
+    return HttpResponse(body, content_type=content_type)
