@@ -128,3 +128,80 @@ def test_the_occupancy_endpoint_reports_broker_queues(client, superadmin, clean_
     broker_db = next(db for db in server["databases"] if "broker" in db["roles"])
     queues = next(c for c in broker_db["categories"] if c["name"] == "broker queues")
     assert queues["keys"] == 1 and queues["bytes"] > 0
+
+
+# --- thresholds form -----------------------------------------------------------
+
+def threshold_post(**changes) -> dict[str, str]:
+    from apps.metrics.models import DEFAULTS
+
+    data = {key: str(value) for key, value in DEFAULTS.items()}
+    data.update({"alert_emails": "", "alert_webhook_url": "",
+                 "overrides-TOTAL_FORMS": "1", "overrides-INITIAL_FORMS": "0",
+                 "overrides-MIN_NUM_FORMS": "0", "overrides-MAX_NUM_FORMS": "1000",
+                 "overrides-0-queue": "", "overrides-0-warn": "", "overrides-0-critical": ""})
+    data.update({key.replace("__", "-"): str(value) for key, value in changes.items()})
+    return data
+
+
+def test_saving_thresholds_stores_them_and_says_when_they_apply(client, superadmin):
+    from apps.metrics.models import cMetricSettings
+
+    client.force_login(superadmin)
+    response = client.post(METRICS, threshold_post(queue_warn=50, queue_critical=500), follow=True)
+    assert response.redirect_chain[-1] == (METRICS + "#thresholds", 302)
+    assert (cMetricSettings.load().queue_warn, cMetricSettings.load().queue_critical) == (50, 500)
+    assert b"applies them at its next tick" in response.content
+
+
+def test_an_untouched_override_row_does_not_block_saving(client, superadmin):
+    from apps.metrics.models import QueueThreshold
+
+    client.force_login(superadmin)
+    response = client.post(METRICS, threshold_post(queue_warn=70))
+    assert response.status_code == 302
+    assert not QueueThreshold.objects.exists()
+
+
+def test_a_per_queue_override_is_saved_from_the_formset(client, superadmin):
+    from apps.metrics.models import QueueThreshold
+
+    client.force_login(superadmin)
+    response = client.post(METRICS, threshold_post(overrides__0__queue="ai", overrides__0__warn=10,
+                                                   overrides__0__critical=100))
+    assert response.status_code == 302
+    assert QueueThreshold.objects.get(queue="ai").critical == 100
+
+
+def test_an_invalid_threshold_is_refused_with_the_error_next_to_its_field(client, superadmin):
+    from apps.metrics.models import cMetricSettings
+
+    client.force_login(superadmin)
+    response = client.post(METRICS, threshold_post(queue_warn=500, queue_critical=100))
+    assert response.status_code == 400
+    html = response.content.decode()
+    row = html[html.index('<label for="id_queue_warn">'):]
+    row = row[:row.index("</tr>")]
+    assert "must be below the critical one" in row  # in the queue warn row itself
+    assert cMetricSettings.load().queue_warn == 1000
+
+
+def test_an_invalid_override_is_refused_in_its_row(client, superadmin):
+    client.force_login(superadmin)
+    response = client.post(METRICS, threshold_post(overrides__0__queue="ai", overrides__0__warn=100,
+                                                   overrides__0__critical=10))
+    assert response.status_code == 400
+    html = response.content.decode()
+    table = html[html.index('id="override-table"'):]
+    assert "must be below the critical one" in table[:table.index("</table>")]
+
+
+def test_the_poll_target_answers_503_json_quickly_when_the_cache_redis_is_down(client, superadmin):
+    client.force_login(superadmin)
+    with override_settings(CACHES=dead_cache()):
+        started = time.monotonic()
+        response = client.get("/api/metrics/")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json()["error"] == "cache_unavailable"
+    assert elapsed < 2.0

@@ -64,17 +64,20 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
 
 
 def _threshold_forms(data: Any = None) -> tuple[Any, Any]:
-    if MetricSettingsForm is None:  # the controller's forms have not landed yet
-        return None, None
     form = MetricSettingsForm(data, instance=cMetricSettings.load())
     formset = QueueThresholdFormSet(data, prefix=OVERRIDES_PREFIX)
+    for extra in formset.extra_forms:
+        # A select always posts a value: without a blank first choice an
+        # untouched "add an override" row would count as filled in and block
+        # saving the global thresholds with "This field is required".
+        field = extra.fields["queue"]
+        field.choices = [("", "— add an override —"), *field.choices]
+        field.required = False
     return form, formset
 
 
 def _save_thresholds(request: HttpRequest) -> HttpResponse:
     form, formset = _threshold_forms(request.POST)
-    if form is None:
-        return _render_metrics(request, form, formset, status=503)
     if not (form.is_valid() and formset.is_valid()):
         return _render_metrics(request, form, formset, status=400)
     with transaction.atomic():

@@ -94,9 +94,11 @@
   function applyRedis(r) {
     var row = document.querySelector('tr[data-role="' + CSS.escape(r.role) + '"]');
     if (!row) return;
-    var server = r.host + ":" + r.port + "/" + r.db + (r.tls ? " · TLS" : "");
-    if (r.shared_with && r.shared_with.length) server += " · shared with " + r.shared_with.join(", ");
-    setText(row, "server", server);
+    var server = cell(row, "server");
+    server.replaceChildren(document.createTextNode(r.host + ":" + r.port + "/" + r.db + (r.tls ? " · TLS" : "")));
+    if (r.shared_with && r.shared_with.length) {
+      server.appendChild(el("div", {"class": "small muted"}, "shared with " + r.shared_with.join(", ")));
+    }
     var reach = cell(row, "reachable");
     reach.textContent = r.reachable ? "yes" : (r.error || "unreachable");
     reach.className = r.reachable ? "ok-text" : "bad";
@@ -112,12 +114,13 @@
     cell(row, "persistence").classList.toggle("warn-text", !!(r.persistence && !r.persistence.persistent));
     setText(row, "uptime", fmtDuration(r.uptime_seconds));
     setText(row, "restart", r.last_restart_at ? fmtTime(r.last_restart_at) : "none seen");
+    cell(row, "restart").classList.toggle("warn-text", !!r.last_restart_at);
     setBadge(row, r.reachable ? r.status : "critical", r.reasons);
   }
 
   function persistenceText(p) {
     if (!p) return "—";
-    if (!p.persistent) return "none: queues and caches are lost on restart";
+    if (!p.persistent) return "none — queues and caches are lost on restart";
     var parts = [];
     if (p.save) parts.push("RDB (save " + p.save + ")");
     if (p.appendonly) parts.push("AOF");
@@ -263,7 +266,8 @@
 
   function seriesFor(kind, subject) {
     var group = state.history && state.history[kind];
-    return (group && group[subject]) || [];
+    // Minutes where a server was unreachable carry null: no point, not zero.
+    return ((group && group[subject]) || []).filter(function (p) { return p[1] !== null && p[1] !== undefined; });
   }
 
   function drawCharts() {
@@ -384,7 +388,9 @@
       nodes.push(el("h3", {}, server.address + " — " + server.roles.join(", ") +
         (server.reachable ? " · used " + fmtBytes(server.used_memory) : "")));
       if (!server.reachable) { nodes.push(el("p", {"class": "bad"}, server.error)); return; }
-      server.databases.forEach(function (db) { nodes.push(occupancyTable(db)); });
+      var box = el("div", {"class": "occupancy-dbs"});
+      server.databases.forEach(function (db) { box.appendChild(occupancyTable(db)); });
+      nodes.push(box);
     });
     target.replaceChildren.apply(target, nodes);
   }
