@@ -14,6 +14,9 @@ from workers.queues import QUEUE_NAMES
 
 
 class MetricSettingsForm(forms.ModelForm):
+    alert_webhook_url = forms.URLField(required=False, assume_scheme="https",
+                                       help_text="Optional: each alert is POSTed here as JSON.")
+
     class Meta:
         model = cMetricSettings
         fields = [
