@@ -69,6 +69,8 @@ VARIABLES: tuple[str, ...] = (
     "METRICS_API_TOKEN", "SIMULATOR", "BOOT_ROLES", "WORKER_CONCURRENCY",
     "CELERY_VISIBILITY_TIMEOUT", "CELERY_RESULT_EXPIRES", "LOG_LEVEL",
     "FLOWWATCH_ADMIN_USER", "FLOWWATCH_ADMIN_PASSWORD",
+    "METRICS_CONTROLLER_INTERVAL", "EMAIL_HOST", "EMAIL_BACKEND", "EMAIL_PORT", "EMAIL_HOST_USER",
+    "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_USE_SSL", "DEFAULT_FROM_EMAIL",
 )
 # Read only by boot.py: never handed on to supervisord and its programs.
 BOOT_ONLY_SECRETS: tuple[str, ...] = ("FLOWWATCH_ADMIN_PASSWORD", "FLOWWATCH_ADMIN_PASSWORD_FILE")
@@ -200,7 +202,13 @@ def _read_django(plan: Plan) -> None:
     env = plan.env
     _collect(plan, lambda: env_bool("DJANGO_DEBUG", False, env), False)
     _collect(plan, lambda: env_str("DJANGO_SECRET_KEY", "", env), "")
-    _collect(plan, lambda: env_str("METRICS_API_TOKEN", "", env), "")
+    for name in ("METRICS_API_TOKEN", "EMAIL_HOST", "EMAIL_BACKEND", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD",
+                 "DEFAULT_FROM_EMAIL"):
+        _collect(plan, lambda name=name: env_str(name, "", env), "")
+    for name in ("EMAIL_USE_TLS", "EMAIL_USE_SSL"):
+        _collect(plan, lambda name=name: env_bool(name, False, env), False)
+    for name in ("EMAIL_PORT", "METRICS_CONTROLLER_INTERVAL"):
+        _collect(plan, lambda name=name: env_int(name, 1, env, minimum=1), 1)
     for name in ("DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS"):
         _collect(plan, lambda name=name: env_list(name, "", env), [])
     for origin in env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "", env):
@@ -544,7 +552,11 @@ def supervisor_env(plan: Plan) -> dict[str, str]:
     The FW_* names are read by supervisord.conf only; the others are the
     normalised values, so each program resolves what boot resolved.
     """
-    env = {k: v for k, v in plan.env.items() if k not in BOOT_ONLY_SECRETS}
+    # A blank Flowwatch variable means "unset" to boot; dropping it makes the
+    # programs agree (settings would otherwise take "" as a value).
+    ours = set(VARIABLES) | {f"{name}_FILE" for name in VARIABLES}
+    env = {k: v for k, v in plan.env.items()
+           if k not in BOOT_ONLY_SECRETS and not (k in ours and not v.strip())}
     env.update(
         VAR_DIR=str(plan.var_dir),
         WEB_HOST=plan.web_host,
@@ -576,6 +588,10 @@ def _known_secrets(plan: Plan, env: Mapping[str, str]) -> list[str]:
     except ValueError:
         pass
     found.append(env.get("FW_ADMIN_PASSWORD", ""))
+    try:
+        found.append(env_str("EMAIL_HOST_PASSWORD", "", env))
+    except LayoutError:
+        pass
     return found
 
 
