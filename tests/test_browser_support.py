@@ -166,16 +166,25 @@ def queue_row(page, queue: str):
     return page.locator(f'tr[data-queue="{queue}"]')
 
 
-def wait_for_row(page, queue: str, depth: str, status: str) -> None:
-    """Wait until the row of ``queue`` shows ``depth`` and the ``status`` badge."""
+def wait_for_row(page, queue: str, depth: str, status: str | None = None, timeout: int = WAIT_MS) -> None:
+    """Wait until the row of ``queue`` shows ``depth`` (and the ``status`` badge, if given)."""
     page.wait_for_function(
         """([queue, depth, status]) => {
             const row = document.querySelector(`tr[data-queue="${queue}"]`);
             return row && row.querySelector('[data-field="depth"]').textContent === depth
-                && row.querySelector('.badge').dataset.status === status;
+                && (status === null || row.querySelector('.badge').dataset.status === status);
         }""",
-        arg=[queue, depth, status], timeout=WAIT_MS,
+        arg=[queue, depth, status], timeout=timeout,
     )
+
+
+def wait_for_indicator(page, state: str, timeout: int = WAIT_MS) -> None:
+    page.wait_for_selector(f'#live-indicator[data-state="{state}"]', timeout=timeout)
+
+
+def drop_queues(broker: redis.Redis, *queues: str) -> None:
+    keys = BrokerKeys.from_options()
+    broker.delete(*[sub for queue in queues for sub in keys.sub_queues(queue)])
 
 
 @pytest.fixture(scope="module")

@@ -137,3 +137,26 @@ async def first_frame_after_publish(headers):
     frame = await comm.receive_json_from(timeout=5)
     await comm.disconnect()
     return frame
+
+
+@async_to_sync
+async def close_seen_with_dead_layer(headers):
+    comm = communicator(headers)
+    connected, _ = await comm.connect(timeout=5)
+    output = await comm.receive_output(timeout=5)
+    await comm.wait(timeout=5)  # the consumer ended by itself, without raising
+    return connected, output
+
+
+def test_a_dead_channels_redis_closes_the_socket_with_4503_and_no_traceback(ws_db, superadmin, settings, caplog):
+    from tests.servers import free_port
+
+    headers = headers_for(superadmin)
+    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
+    layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"],
+                                   "hosts": [{"address": f"redis://127.0.0.1:{free_port()}/3"}]}
+    settings.CHANNEL_LAYERS = layers
+    connected, output = close_seen_with_dead_layer(headers)
+    assert connected is True
+    assert output == {"type": "websocket.close", "code": 4503}
+    assert "channels Redis unavailable" in caplog.text

@@ -45,6 +45,27 @@ class ErrorFrame(TypedDict):
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
     groups: list[str] = []  # joined by hand in connect(), after the permission check
 
+    async def __call__(self, scope, receive, send) -> None:
+        """End quietly when the channels Redis goes away mid-connection.
+
+        channels-redis raises from the consumer's receive loop; left alone,
+        that is a traceback per open page per retry.  The page polls and
+        retries with backoff, so one warning line and a close code suffice.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("metrics websocket closed: channels Redis unavailable (%s)", type(exc).__name__)
+            if not getattr(self, "closed", False):
+                try:
+                    await send({"type": "websocket.close", "code": CLOSE_CHANNELS_DOWN})
+                except (OSError, RuntimeError):
+                    pass  # the client is already gone
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closed = True
+        await super().close(code=code, reason=reason)
+
     async def connect(self) -> None:
         # Accept first, then close with 4403: a rejected handshake reaches a
         # browser as an anonymous 1006, a close code says why.
@@ -52,13 +73,9 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         if not is_superadmin(self.scope.get("user")):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        try:
-            await self.channel_layer.group_add(GROUP, self.channel_name)
-        except (redis.RedisError, OSError) as exc:
-            # The page then polls /api/metrics/ and retries with backoff.
-            logger.warning("metrics websocket: channels Redis unavailable: %s", type(exc).__name__)
-            await self.close(code=CLOSE_CHANNELS_DOWN)
-            return
+        # A dead channels Redis raises here; __call__ closes with 4503 and the
+        # page polls /api/metrics/ while it retries with backoff.
+        await self.channel_layer.group_add(GROUP, self.channel_name)
         self.joined = True
         await self._send_current()
 
