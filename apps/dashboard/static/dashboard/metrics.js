@@ -20,7 +20,7 @@
 
   var state = {
     mode: "connecting", socket: null, attempts: 0, reconnectTimer: null, pollTimer: null,
-    snapshot: null, history: null, minutes: 60, chart: {kind: "queues", subject: "messagelog_read"}
+    snapshot: null, history: null, minutes: 60, live: {queues: {}, redis: {}}, chart: {kind: "queues", subject: "messagelog_read", picked: false}
   };
 
   // --- formatting -----------------------------------------------------------
@@ -45,6 +45,11 @@
     if (!iso) return "—";
     var d = new Date(iso);
     return isNaN(d) ? iso : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  }
+
+  function fmtShort(iso) {  // "11-24 01:24 UTC": enough for a restart within the uptime column
+    var d = new Date(iso);
+    return isNaN(d) ? iso : d.toISOString().slice(5, 16).replace("T", " ") + " UTC";
   }
 
   // --- small DOM helpers ----------------------------------------------------
@@ -73,6 +78,8 @@
     applyUnacked(snap.unacked);
     applyEvents(snap.events || []);
     applyWorkers(snap.workers || []);
+    recordLive(snap);
+    drawCharts();
     var t = document.getElementById("collected-at");
     t.dataset.collectedAt = snap.collected_at || "";
     t.textContent = fmtTime(snap.collected_at);
@@ -113,7 +120,7 @@
     setText(row, "persistence", persistenceText(r.persistence));
     cell(row, "persistence").classList.toggle("warn-text", !!(r.persistence && !r.persistence.persistent));
     setText(row, "uptime", fmtDuration(r.uptime_seconds));
-    setText(row, "restart", r.last_restart_at ? fmtTime(r.last_restart_at) : "none seen");
+    setText(row, "restart", r.last_restart_at ? "restarted " + fmtShort(r.last_restart_at) : "no restart seen");
     cell(row, "restart").classList.toggle("warn-text", !!r.last_restart_at);
     setBadge(row, r.reachable ? r.status : "critical", r.reasons);
   }
@@ -264,10 +271,31 @@
       });
   }
 
+  var LIVE_MAX_POINTS = 1500;
+
+  function recordLive(snap) {
+    var at = Date.parse(snap.collected_at);
+    if (isNaN(at)) return;
+    (snap.queues || []).forEach(function (q) { addLive("queues", q.name, at, q.depth); });
+    (snap.redis || []).forEach(function (r) { addLive("redis", r.role, at, r.memory_percent); });
+  }
+
+  function addLive(kind, subject, at, value) {
+    var series = state.live[kind][subject] = state.live[kind][subject] || [];
+    if (value === null || value === undefined) return;
+    if (series.length && series[series.length - 1][0] >= at) return;  // the same snapshot twice
+    series.push([at, value]);
+    var since = Date.now() - state.minutes * 60000;
+    while (series.length > LIVE_MAX_POINTS || (series.length && series[0][0] < since)) series.shift();
+  }
+
   function seriesFor(kind, subject) {
     var group = state.history && state.history[kind];
     // Minutes where a server was unreachable carry null: no point, not zero.
-    return ((group && group[subject]) || []).filter(function (p) { return p[1] !== null && p[1] !== undefined; });
+    var points = ((group && group[subject]) || []).filter(function (p) { return p[1] !== null && p[1] !== undefined; });
+    var last = points.length ? points[points.length - 1][0] : 0;
+    // Snapshots received live fill in after the newest per-minute sample.
+    return points.concat((state.live[kind][subject] || []).filter(function (p) { return p[0] > last; }));
   }
 
   function drawCharts() {
@@ -328,7 +356,16 @@
     return [["warn", t.memory_warn_percent], ["critical", t.memory_critical_percent]];
   }
 
+  function deepestQueue() {
+    var queues = (state.snapshot && state.snapshot.queues) || [];
+    return queues.reduce(function (best, q) { return !best || q.depth > best.depth ? q : best; }, null);
+  }
+
   function drawMainChart() {
+    if (!state.chart.picked && deepestQueue()) {
+      // Until the operator picks one, show the queue with the largest backlog.
+      state.chart = {kind: "queues", subject: deepestQueue().name, picked: false};
+    }
     var svg = document.getElementById("chart"), c = state.chart, note = document.getElementById("chart-note");
     var points = seriesFor(c.kind, c.subject), unit = c.kind === "queues" ? "messages" : "% memory";
     document.getElementById("chart-subject").textContent = (c.kind === "redis" ? "Redis " : "queue ") + c.subject;
@@ -356,7 +393,7 @@
   function bindCharts() {
     document.querySelectorAll(".chart-pick").forEach(function (button) {
       button.addEventListener("click", function () {
-        state.chart = {kind: button.dataset.kind, subject: button.dataset.subject};
+        state.chart = {kind: button.dataset.kind, subject: button.dataset.subject, picked: true};
         drawMainChart();
         document.getElementById("charts").scrollIntoView({behavior: "smooth"});
       });
