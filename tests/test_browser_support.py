@@ -34,9 +34,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WAIT_MS = 20_000
 METRICS = "/superadmin/metrics/"
 
-# Playwright's sync API keeps an event loop in this thread; Django's ORM calls
-# made by the tests between page actions are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Playwright's sync API keeps an event loop running in the test's thread; the
+# ORM calls the tests make between page actions are still plain synchronous
+# calls.  Set only while a browser runs, and never passed to a child process.
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
 class Process:
@@ -44,6 +45,7 @@ class Process:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.name = name
+        env = {k: v for k, v in env.items() if k != ASYNC_UNSAFE}  # the server must stay strict
         self.log = suite_var_dir() / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log.open("ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -192,11 +194,19 @@ def chromium():
     """One browser per module: Playwright's loop must not outlive the browser tests."""
     from playwright.sync_api import sync_playwright
 
+    previous = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    playwright.stop()
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
+        if previous is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = previous
 
 
 def open_page(browser, server: WebServer, user, path: str = METRICS):

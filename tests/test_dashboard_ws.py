@@ -160,3 +160,21 @@ def test_a_dead_channels_redis_closes_the_socket_with_4503_and_no_traceback(ws_d
     assert connected is True
     assert output == {"type": "websocket.close", "code": 4503}
     assert "channels Redis unavailable" in caplog.text
+
+
+@async_to_sync
+async def first_frame(headers):
+    comm = communicator(headers)
+    assert (await comm.connect(timeout=5))[0]
+    frame = await comm.receive_json_from(timeout=5)
+    await comm.disconnect()
+    return frame
+
+
+def test_a_dead_cache_redis_is_reported_in_an_error_frame_not_a_crash(ws_db, superadmin, settings):
+    from tests.test_dashboard import dead_cache
+
+    headers = headers_for(superadmin)
+    settings.CACHES = dead_cache()
+    frame = first_frame(headers)
+    assert frame["type"] == "error" and frame["error"] == "cache_unavailable"

@@ -44,6 +44,8 @@ class ErrorFrame(TypedDict):
 
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
     groups: list[str] = []  # joined by hand in connect(), after the permission check
+    joined = False  # in GROUP: leave it on disconnect
+    closed = False  # a close was sent already
 
     async def __call__(self, scope, receive, send) -> None:
         """End quietly when the channels Redis goes away mid-connection.
@@ -56,7 +58,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except (redis.RedisError, OSError) as exc:
             logger.warning("metrics websocket closed: channels Redis unavailable (%s)", type(exc).__name__)
-            if not getattr(self, "closed", False):
+            if not self.closed:
                 try:
                     await send({"type": "websocket.close", "code": CLOSE_CHANNELS_DOWN})
                 except (OSError, RuntimeError):
@@ -80,7 +82,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         await self._send_current()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "joined", False):
+        if self.joined:
             try:
                 await self.channel_layer.group_discard(GROUP, self.channel_name)
             except (redis.RedisError, OSError):
