@@ -60,7 +60,8 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: floa
 
 
 def private_server(*extra: str) -> RedisServer:
-    return RedisServer(*extra).start()
+    """A server of the test's own, started and closed by ``with private_server() as s:``."""
+    return RedisServer(*extra)
 
 
 def queue(snapshot: dict[str, Any], name: str) -> dict[str, Any]:

@@ -409,7 +409,9 @@ class Controller:
                      "message": f"Redis {role} ({where}) is {entry['error'] or 'unreachable'}"}]
         if entry["reachable"] and not was_reachable:
             return [{**base, "kind": MetricEvent.RECOVERED,
-                     "message": f"Redis {role} ({where}) answers again; status {new}"}]
+                     "message": f"Redis {role} ({where}) answers again" + (
+                         f"; it stays {new} until it has been clear for {self.hysteresis.clear_ticks} ticks"
+                         if new != OK else "")}]
         if old != new:
             why = "; ".join(entry["reasons"]) or "back within thresholds"
             return [{**base, "kind": MetricEvent.STATUS,

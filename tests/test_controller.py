@@ -1,0 +1,258 @@
+"""The controller loop: hysteresis, publishing, history, leader lock, outages, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+
+from apps.metrics.controller import Controller
+from apps.metrics.evaluate import Hysteresis
+from apps.metrics.models import MetricEvent, QueueSample, RedisSample
+from apps.metrics.snapshot import GROUP, latest_snapshot
+from tests.conftest import ROOT, subprocess_env
+from tests.test_metrics_support import fake_worker, fill, layout_for, private_server, queue, role, wait_for
+
+
+def tick(controller: Controller) -> dict:
+    assert controller.tick()
+    return controller.last_snapshot
+
+
+# -- hysteresis ---------------------------------------------------------------------
+def test_hysteresis_rises_at_once_and_falls_only_after_three_lower_ticks():
+    h = Hysteresis(clear_ticks=3)
+    assert h.update("q", "warn", "warn") == ("ok", "warn")
+    assert h.update("q", "ok", "ok")[1] == "warn"
+    assert h.update("q", "ok", "ok")[1] == "warn"
+    assert h.update("q", "ok", "ok") == ("warn", "ok")
+
+
+def test_hysteresis_restarts_the_count_when_the_value_comes_back():
+    h = Hysteresis(clear_ticks=3)
+    h.update("q", "critical", "critical")
+    h.update("q", "ok", "ok")
+    h.update("q", "ok", "ok")
+    h.update("q", "ok", "critical")  # back within the margin: the count starts again
+    assert h.update("q", "ok", "ok")[1] == "critical"
+    assert h.update("q", "ok", "ok")[1] == "critical"
+    assert h.update("q", "ok", "ok")[1] == "ok"
+
+
+@pytest.mark.django_db
+def test_a_depth_hovering_at_the_threshold_records_one_event_not_a_flap(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)
+    controller = Controller(publish=False, send_tasks=False)
+    statuses = []
+    for depth in (1000, 990, 1001, 950, 1000, 995):  # hovering just around warn 1000
+        client.delete("package_read")
+        fill(client, "package_read", depth)
+        statuses.append(queue(tick(controller), "package_read")["status"])
+    assert statuses == ["warn"] * 6
+    assert MetricEvent.objects.filter(subject="queue:package_read").count() == 1
+    controller.leader.release()
+
+
+@pytest.mark.django_db
+def test_a_status_clears_after_three_ticks_ten_percent_below_the_threshold(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)
+    controller = Controller(publish=False, send_tasks=False)
+    fill(client, "package_read", 1000)
+    tick(controller)
+    client.delete("package_read")
+    fill(client, "package_read", 899)
+    statuses = [queue(tick(controller), "package_read")["status"] for _ in range(3)]
+    assert statuses == ["warn", "warn", "ok"]
+    events = list(MetricEvent.objects.filter(subject="queue:package_read").order_by("id"))
+    assert [(e.old_status, e.new_status) for e in events] == [("ok", "warn"), ("warn", "ok")]
+    controller.leader.release()
+
+
+# -- publishing and history ------------------------------------------------------------
+def listen_once(group: str, ready: threading.Event, received: list) -> None:
+    """A group member in its own thread and event loop, as a consumer would be."""
+
+    async def listen() -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        ready.set()
+        try:
+            received.append(await asyncio.wait_for(layer.receive(channel), 10))
+        finally:
+            await layer.group_discard(group, channel)
+
+    asyncio.run(listen())
+
+
+@pytest.mark.django_db
+def test_a_tick_publishes_the_snapshot_to_the_cache_and_the_channels_group(clean_redis):
+    ready, received = threading.Event(), []
+    listener = threading.Thread(target=listen_once, args=(GROUP, ready, received))
+    listener.start()
+    assert ready.wait(10)
+    controller = Controller(send_tasks=False)
+    tick(controller)
+    listener.join(15)
+    controller.leader.release()
+    message = received[0]
+    assert message["type"] == "metrics.snapshot"
+    cached = latest_snapshot()
+    assert cached == message["snapshot"]
+    assert [q["name"] for q in cached["queues"]][:2] == ["messagelog_read", "messagelog_read_cold"]
+    assert {"collected_at", "duration_ms", "queues", "unacked", "redis", "workers", "thresholds",
+            "events"} <= set(cached)
+    assert [r["role"] for r in cached["redis"]] == ["broker", "results", "cache", "channels"]
+    assert role(cached, "broker")["shared_with"] == ["results", "cache", "channels"]
+    json.dumps(cached)  # JSON-safe all the way down
+
+
+@pytest.mark.django_db
+def test_the_snapshot_lists_the_latest_events_first(clean_redis):
+    controller = Controller(publish=False, send_tasks=False)
+    snapshot = tick(controller)  # no consumers: every queue warns
+    assert len(snapshot["events"]) == 18
+    fill(clean_redis.client(0), "ai", 1)
+    snapshot = tick(controller)
+    assert snapshot["events"][0]["subject"] == "queue:ai"
+    assert snapshot["events"][0]["new_status"] == "critical"
+    controller.leader.release()
+
+
+@pytest.mark.django_db
+def test_each_minute_is_rolled_up_once_per_queue_with_its_highest_depth(clean_redis):
+    client = clean_redis.client(0)
+    controller = Controller(publish=False, send_tasks=False)
+    fill(client, "ai", 7)
+    tick(controller)
+    client.delete("ai")
+    fill(client, "ai", 3)
+    tick(controller)
+    samples = QueueSample.objects.filter(queue="ai")
+    assert samples.count() in (1, 2)  # two when the ticks straddled a minute
+    assert samples.order_by("minute").first().depth == 7
+    assert RedisSample.objects.filter(role="broker").exists()
+    controller.leader.release()
+
+
+# -- restarts --------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_restarted_redis_is_recorded_with_the_depth_it_lost_and_caches_are_rebuilt(clean_redis):
+    with private_server() as server:
+        fill(server.client(0), "ai", 5)
+        server.client(0).hset("unacked", "tag", "x")
+        controller = Controller(layout=layout_for(server.port), transport_options={}, publish=False)
+        tick(controller)
+        old_run_id = role(controller.last_snapshot, "broker")["run_id"]
+        server.restart()
+        snapshot = tick(controller)
+        controller.collector.close()
+    event = MetricEvent.objects.get(kind="restart")
+    assert event.details["lost_depth"] == 5
+    assert event.details["lost_unacked"] == 1
+    assert event.details["old_run_id"] == old_run_id != role(snapshot, "broker")["run_id"]
+    assert "5 queued and 1 unacked messages were lost" in event.message
+    # The rebuild was queued at once, on the Celery app's broker.
+    queued = clean_redis.client(0).lrange("stats_cache", 0, -1)
+    assert [json.loads(m)["headers"]["task"] for m in queued] == ["apps.metrics.tasks.rebuild_caches"]
+
+
+# -- leader lock -----------------------------------------------------------------------
+@pytest.mark.django_db
+def test_only_the_leader_acts_and_a_standby_takes_over_when_it_stops(clean_redis):
+    first = Controller(publish=False, send_tasks=False)
+    second = Controller(publish=False, send_tasks=False)
+    assert first.tick() is True
+    assert second.tick() is False
+    assert second.last_snapshot is None
+    first.leader.release()
+    assert second.tick() is True
+    assert first.tick() is False
+    second.leader.release()
+
+
+@pytest.mark.django_db
+def test_a_standby_takes_over_when_the_leader_dies_without_releasing(clean_redis):
+    first = Controller(publish=False, send_tasks=False, interval=0.1, max_backoff=0.2)
+    second = Controller(publish=False, send_tasks=False, interval=0.1, max_backoff=0.2)
+    assert first.tick() is True
+    assert second.tick() is False
+    wait_for(second.tick, timeout=5)  # the lock (TTL 0.3 s here) expired
+    second.leader.release()
+
+
+# -- outages ---------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_survives_its_redis_stopping_and_recovers_by_itself(clean_redis):
+    with private_server() as server:
+        controller = Controller(layout=layout_for(server.port), transport_options={}, interval=0.05,
+                                max_backoff=0.3, publish=False, send_tasks=False)
+        loop = threading.Thread(target=controller.run, daemon=True)
+        loop.start()
+        try:
+            wait_for(lambda: controller.last_snapshot and role(controller.last_snapshot, "broker")["reachable"])
+            server.stop()
+            down = wait_for(lambda: not role(controller.last_snapshot, "broker")["reachable"]
+                            and controller.last_snapshot)
+            assert role(down, "broker")["error"].startswith("unreachable: ")
+            assert role(down, "broker")["status"] == "critical"
+            assert queue(down, "ai")["depth"] is None
+            assert controller.next_delay() > controller.interval  # backing off
+            server.start()
+            wait_for(lambda: role(controller.last_snapshot, "broker")["reachable"], timeout=10)
+        finally:
+            controller.stop()
+            loop.join(timeout=10)
+    assert not loop.is_alive()
+    kinds = list(MetricEvent.objects.filter(subject="redis:broker").order_by("id").values_list("kind", flat=True))
+    # The bundled Redis is non-persistent: coming back is also a restart.
+    assert kinds[-3:] == ["unreachable", "restart", "recovered"]
+    assert controller.next_delay() == controller.interval
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_controller_ends_cleanly_on_sigterm_and_releases_the_leader_lock(clean_redis):
+    env = subprocess_env(LOG_LEVEL="INFO")
+    process = subprocess.Popen([sys.executable, "manage.py", "run_controller", "--interval", "0.2"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: clean_redis.client(0).exists("fw:controller:leader"), timeout=30)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "controller stopped" in output
+    assert not clean_redis.client(0).exists("fw:controller:leader")
+    assert "Traceback" not in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_controller_once_publishes_one_snapshot(clean_redis):
+    result = subprocess.run([sys.executable, "manage.py", "run_controller", "--once"], cwd=ROOT,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert latest_snapshot()["queues"][0]["name"] == "messagelog_read"
+
+
+def test_a_password_in_a_redis_url_never_reaches_the_log_or_the_snapshot(caplog, db):
+    secret = "s3cret-pa55"
+    layout = layout_for(1, broker=f"redis://:{secret}@127.0.0.1:1/0", results=f"redis://:{secret}@127.0.0.1:1/1",
+                        cache=f"redis://:{secret}@127.0.0.1:1/2", channels=f"redis://:{secret}@127.0.0.1:1/3")
+    controller = Controller(layout=layout, transport_options={}, publish=False, send_tasks=False)
+    with caplog.at_level("DEBUG"):
+        controller.safe_tick()
+    snapshot = controller.last_snapshot
+    assert role(snapshot, "broker")["reachable"] is False
+    assert secret not in json.dumps(snapshot)
+    assert secret not in caplog.text
