@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -132,8 +133,8 @@ class Plan:
 
 
 def _worker_groups() -> dict[str, tuple[str, ...]]:
-    # Imported late: workers/queues.py is stdlib-only today, and `check`
-    # should still report the environment if a future edit breaks that.
+    # Imported on use, not with boot.py: the queue table is stdlib-only, but
+    # the workers package is not boot's to keep that way.
     from workers.queues import worker_groups
 
     return worker_groups()
@@ -425,6 +426,10 @@ def cmd_up(env: Mapping[str, str] | None = None) -> int:
 def _runtime_problems(plan: Plan) -> list[str]:
     """What only `up` checks: programs to run, a stack already running, busy ports."""
     found: list[str] = []
+    # find_spec looks without importing: boot.py itself stays stdlib-only.
+    if importlib.util.find_spec("django") is None:
+        found.append(f"Django is not installed for {sys.executable}: start with scripts/up, which "
+                     "installs requirements.txt into .venv")
     if supervisord_binary() is None:
         found.append("supervisord is not installed: install requirements.txt (scripts/up does)")
     if _socket_answers(plan.socket_path):

@@ -236,6 +236,14 @@ def test_up_with_a_problem_starts_nothing_and_creates_nothing(tmp_path, args):
     assert not (tmp_path / "var").exists()
 
 
+def test_up_without_the_requirements_says_how_to_get_them(tmp_path):
+    done = run_boot(tmp_path, "up", python_flags=("-S",))  # no site-packages: no Django
+    assert done.returncode == 2
+    assert "error: Django is not installed for" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "var").exists()
+
+
 def test_up_refuses_a_busy_web_port(tmp_path):
     import socket
 
