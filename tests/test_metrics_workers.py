@@ -1,0 +1,124 @@
+"""Heartbeats, consumers and processed counts from a real Celery worker; alert delivery."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.core import mail
+
+from apps.metrics.controller import Controller
+from apps.metrics.models import MetricEvent, cMetricSettings
+from apps.metrics.tasks import trigger_alerts
+from tests.test_metrics_support import queue, wait_for
+from workers.probe import probe
+from workers.queues import QUEUE_NAMES
+from workers.rebuild import rebuilder, run_rebuilders, unregister
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_shows_as_consumer_and_its_tasks_as_processed(clean_redis, celery_worker):
+    controller = Controller(publish=False, send_tasks=False)
+    snapshot = wait_for(lambda: controller.tick() and controller.last_snapshot)
+    [worker] = snapshot["workers"]
+    assert worker["name"].startswith("pytest@") and worker["alive"] is True
+    assert sorted(worker["queues"]) == sorted(QUEUE_NAMES)
+    assert all(q["consumers"] == 1 for q in snapshot["queues"])
+    results = [probe.apply_async(args=("ai", 0.0), queue="ai") for _ in range(3)]
+    for result in results:
+        result.get(timeout=30)
+
+    def counted() -> dict | None:
+        controller.tick()
+        entry = queue(controller.last_snapshot, "ai")
+        return entry if entry["processed_total"] >= 3 else None
+
+    ai = wait_for(counted, timeout=15, interval=0.1)
+    assert ai["processed_total"] == 3
+    assert ai["processed_per_minute"] > 0  # a sliding window over this and the previous minute
+    assert queue(controller.last_snapshot, "stats_cache")["processed_total"] == 0
+    celery_worker.stop()  # a warm shutdown removes the heartbeat at once
+    controller.tick()
+    assert controller.last_snapshot["workers"] == []
+    assert queue(controller.last_snapshot, "ai")["consumers"] == 0
+    controller.leader.release()
+
+
+@pytest.mark.django_db
+def test_trigger_alerts_is_routed_to_its_own_queue(clean_redis):
+    trigger_alerts.apply_async(args=([1],))
+    assert clean_redis.client(0).llen("trigger_alerts") == 1
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self) -> None:  # noqa: N802  http.server's spelling
+        length = int(self.headers["Content-Length"])
+        _Hook.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook():
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+def test_an_event_is_mailed_and_posted_once_even_when_retried(webhook):
+    url, received = webhook
+    config = cMetricSettings.load()
+    config.alert_emails, config.alert_webhook_url = "ops@example.com", url
+    config.save()
+    event = MetricEvent.objects.create(kind="status", subject="queue:ai", old_status="ok", new_status="critical",
+                                       message="queue ai is critical (was ok): no consumer")
+    assert trigger_alerts.run([event.id]) == {"events": 1, "emailed": 1, "posted": 1}
+    assert trigger_alerts.run([event.id]) == {"events": 1, "emailed": 0, "posted": 0}
+    [message] = mail.outbox
+    assert message.to == ["ops@example.com"]
+    assert message.subject.startswith("[Flowwatch critical] queue ai is critical")
+    assert received[0]["events"][0]["subject"] == "queue:ai"
+    assert len(received) == 1
+
+
+@pytest.mark.django_db
+def test_the_controller_hands_new_events_to_trigger_alerts(clean_redis):
+    controller = Controller(publish=False)
+    controller.tick()  # no consumer anywhere: 18 events
+    controller.leader.release()
+    [raw] = clean_redis.client(0).lrange("trigger_alerts", 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == "apps.metrics.tasks.trigger_alerts"
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert len(args[0]) == 18 == MetricEvent.objects.count()
+
+
+def test_the_rebuild_registry_runs_every_rebuilder_and_survives_a_broken_one():
+    ran = []
+    rebuilder("test-good")(lambda: ran.append("good"))
+
+    @rebuilder("test-broken")
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    try:
+        results = {r.name: r for r in run_rebuilders(["test-broken", "test-good"])}
+    finally:
+        unregister("test-good")
+        unregister("test-broken")
+    assert ran == ["good"]
+    assert results["test-good"].ok and not results["test-broken"].ok
+    assert results["test-broken"].error == "RuntimeError: boom"
