@@ -706,9 +706,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print the layout as one JSON document")
     commands.add_parser("up", help="validate, prepare VAR_DIR, migrate, then run supervisord (default)")
     args = parser.parse_args(argv)
-    if args.command == "check":
-        return cmd_check(args.json)
-    return cmd_up()
+    try:
+        if args.command == "check":
+            return cmd_check(args.json)
+        return cmd_up()
+    except KeyboardInterrupt:  # Ctrl-C during migrate: supervisord is not running yet
+        print("boot: interrupted; nothing was started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_a_url_away_from_the_bundled_redis_is_warned_about(tmp_path):
 
 def test_check_runs_on_the_standard_library_alone(tmp_path):
     # -S: no site-packages, as before requirements.txt is installed.
-    done = run_boot(tmp_path, "check", python_flags=("-S",), PATH=os.environ["PATH"])
+    done = run_boot(tmp_path, "check", python_flags=("-S",))
     assert "Traceback" not in done.stderr
     assert "Redis layout:" in done.stdout
 
