@@ -35,7 +35,12 @@ WORKER_STOPWAITSECS = 60  # supervisord.conf / boot.WORKER_PROGRAM: the longest 
 
 
 def stack_processes(var_dir: Path) -> dict[int, str]:
-    """pid -> command line of every process started for the stack in ``var_dir``."""
+    """pid -> command line of every process started for the stack in ``var_dir``.
+
+    Found by the VAR_DIR in its environment or command line, or by a working
+    directory inside VAR_DIR: redis-server overwrites its environment block
+    with its process title, but runs in VAR_DIR/run (supervisord.conf).
+    """
     marker = f"\0VAR_DIR={var_dir}\0".encode()
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -44,9 +49,10 @@ def stack_processes(var_dir: Path) -> dict[int, str]:
         try:
             environ = b"\0" + (entry / "environ").read_bytes()
             cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
         except OSError:  # gone meanwhile, or a zombie
             continue
-        if marker in environ or str(var_dir).encode() in cmdline:
+        if marker in environ or str(var_dir).encode() in cmdline or Path(cwd).is_relative_to(var_dir):
             found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
     return found
 
@@ -194,6 +200,8 @@ def test_the_whole_stack_starts_routes_every_queue_and_stops_without_leftovers(m
 
     expected = {"redis", "web", "beat"} | worker_programs() | controller_program()
     stack.wait_running(expected)
+    commands = stack_processes(stack.var_dir).values()
+    assert any(f"127.0.0.1:{stack.redis_port}" in command for command in commands)  # the bundled Redis is seen
 
     # VAR_DIR is private; the superadmin password is stored, never printed.
     assert stat.S_IMODE(stack.var_dir.stat().st_mode) == 0o700
