@@ -256,3 +256,28 @@ def test_a_password_in_a_redis_url_never_reaches_the_log_or_the_snapshot(caplog,
     assert role(snapshot, "broker")["reachable"] is False
     assert secret not in json.dumps(snapshot)
     assert secret not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_going_away_is_reported_and_events_are_saved_when_it_returns(clean_redis, tmp_path):
+    from django.db import connection
+
+    controller = Controller(send_tasks=False)
+    tick(controller)
+    real_name = connection.settings_dict["NAME"]
+    connection.close()
+    connection.settings_dict["NAME"] = str(tmp_path / "missing" / "db.sqlite3")  # cannot be opened
+    try:
+        fill(clean_redis.client(0), "ai", 1)  # ai: warn (no consumer) -> critical
+        snapshot = tick(controller)
+        assert snapshot["database"] == {"reachable": False, "error": "unreachable: OperationalError"}
+        assert latest_snapshot()["database"]["reachable"] is False  # still published
+        assert snapshot["events"][0]["subject"] == "queue:ai" and snapshot["events"][0]["id"] is None
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = real_name
+    snapshot = tick(controller)
+    controller.leader.release()
+    assert snapshot["database"]["reachable"] is True
+    saved = MetricEvent.objects.get(subject="queue:ai", new_status="critical")
+    assert snapshot["events"][0]["id"] == saved.id

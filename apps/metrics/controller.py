@@ -514,12 +514,18 @@ class Controller:
         return saved
 
     def _remember(self, changes: list[dict[str, Any]], saved: list[MetricEvent]) -> None:
-        """Keep the latest events for the snapshot, database or not."""
-        by_subject_at = {(e.subject, e.kind, e.message): e for e in saved}
+        """Keep the latest events for the snapshot, database or not.
+
+        An event kept while the database was away shows with ``id`` None and
+        gets its id once it is saved.
+        """
+        by_key = {(e.subject, e.kind, e.message): e.as_dict() for e in saved}
+        for index, shown in enumerate(self.recent_events):
+            if shown["id"] is None and (shown["subject"], shown["kind"], shown["message"]) in by_key:
+                self.recent_events[index] = by_key[(shown["subject"], shown["kind"], shown["message"])]
         for change in changes:
-            event = by_subject_at.get((change["subject"], change["kind"], change["message"]))
-            shown = event.as_dict() if event else {**change, "id": None, "at": iso(time.time())}
-            self.recent_events.appendleft(shown)
+            key = (change["subject"], change["kind"], change["message"])
+            self.recent_events.appendleft(by_key.get(key) or {**change, "id": None, "at": iso(time.time())})
         if not self.recent_events and self.database["reachable"]:
             latest = self._db(lambda: [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]], [])
             self.recent_events.extend(latest)
