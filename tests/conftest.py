@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_plugin import suite_server, suite_var_dir
-from tests.servers import RedisServer
+from tests.servers import RedisServer, die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -88,7 +88,7 @@ class CeleryWorker:
         ]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
         self._wait_ready()
         return self

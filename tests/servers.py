@@ -7,7 +7,10 @@ non-persistent (no RDB, no AOF) and owned by the test that started it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -18,6 +21,13 @@ from pathlib import Path
 import redis
 
 from config.redis_layout import redis_server_bin
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a crashed or
+    killed test run leaves no server behind (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -77,7 +87,8 @@ class RedisServer:
         return args + self.extra
 
     def start(self) -> "RedisServer":
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         self._wait_ready()
         return self
 
