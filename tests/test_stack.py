@@ -232,3 +232,22 @@ def test_boot_roles_web_and_workers_start_neither_beat_nor_redis(make_stack):
         assert " beat " not in commands
         assert "redis-server" not in commands and "valkey-server" not in commands
         assert_stops_cleanly(stack, expected)
+
+
+def test_stopping_the_stack_lets_a_running_task_finish(make_stack):
+    stack = make_stack()
+    stack.wait_healthy()
+    stack.wait_running({"redis", "web", "beat"} | worker_programs() | controller_program())
+    log = stack.var_dir / "log" / "worker-background.log"
+    sent = stack.manage("shell", "-c", "from workers.probe import probe; "
+                        "print(probe.apply_async(args=('ai', 0.0, 4.0), queue='ai').id)")
+    task_id = sent.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 60
+    while f"probe[{task_id}] received" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, stack.diagnostics()
+        time.sleep(0.1)
+
+    stack.stop()  # TERM while the task still holds its worker for ~4 s
+
+    assert f"probe[{task_id}] succeeded" in log.read_text(), log.read_text()[-3000:]
+    assert stack_processes(stack.var_dir) == {}

@@ -7,11 +7,19 @@ from typing import Any
 
 from celery import shared_task
 
+MAX_HOLD_SECONDS = 30.0
+
 
 @shared_task(name="workers.probe.probe", bind=True, ignore_result=False, acks_late=False)
-def probe(self, queue: str, sent_at: float) -> dict[str, Any]:
-    """Answer who consumed the probe, from which queue, and when."""
+def probe(self, queue: str, sent_at: float, hold_seconds: float = 0.0) -> dict[str, Any]:
+    """Answer who consumed the probe, from which queue, and when.
+
+    ``hold_seconds`` keeps the worker busy that long first: it lets an
+    operator (and the stack test) check that a stop waits for running tasks.
+    """
     delivery = self.request.delivery_info or {}
+    if hold_seconds > 0:
+        time.sleep(min(hold_seconds, MAX_HOLD_SECONDS))
     return {
         "queue": queue,
         "routing_key": delivery.get("routing_key"),
