@@ -281,3 +281,35 @@ def test_the_database_going_away_is_reported_and_events_are_saved_when_it_return
     assert snapshot["database"]["reachable"] is True
     saved = MetricEvent.objects.get(subject="queue:ai", new_status="critical")
     assert snapshot["events"][0]["id"] == saved.id
+
+
+@pytest.mark.django_db
+def test_a_restarted_controller_neither_repeats_nor_misses_status_events(clean_redis):
+    first = Controller(publish=False, send_tasks=False)
+    tick(first)  # no consumer anywhere: 18 warn events
+    first.leader.release()
+    assert MetricEvent.objects.count() == 18
+    fake_worker(clean_redis.client(0))
+    second = Controller(publish=False, send_tasks=False, clear_ticks=1)
+    snapshot = tick(second)
+    second.leader.release()
+    assert queue(snapshot, "ai")["status"] == "ok"
+    events = MetricEvent.objects.order_by("-id")[:18]
+    assert {(e.old_status, e.new_status) for e in events} == {("warn", "ok")}
+    assert MetricEvent.objects.count() == 36
+
+
+@pytest.mark.django_db
+def test_queue_metrics_prints_one_collection_and_publishes_nothing(clean_redis, capsys):
+    from django.core.management import call_command
+
+    fill(clean_redis.client(0), "ai", 4)
+    call_command("queue_metrics", "--json")
+    snapshot = json.loads(capsys.readouterr().out)
+    assert queue(snapshot, "ai")["depth"] == 4
+    assert latest_snapshot() is None
+    assert MetricEvent.objects.count() == 0
+    call_command("queue_metrics")
+    table = capsys.readouterr().out
+    assert "ai" in table and "critical  (no consumer)" in table
+    assert "redis broker" in table
