@@ -7,7 +7,6 @@ import time
 
 import pytest
 from django.test import override_settings
-from django.urls import reverse
 
 from tests.conftest import PASSWORD
 from tests.servers import free_port
