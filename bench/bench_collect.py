@@ -3,7 +3,8 @@
 Run by hand, never by the test suite (it asserts nothing about time):
 
     .venv/bin/pip install -r bench/requirements.txt      # flower, pinned
-    .venv/bin/python bench/bench_collect.py [--iterations 300] [--depth 50] [--url redis://host:port/0]
+    .venv/bin/python bench/bench_collect.py [--iterations 300] [--depth 50] [--latency-ms 0.5]
+                                            [--url redis://host:port/0]
 
 Without ``--url`` it starts a private, non-persistent redis-server on a free
 loopback port and stops it at the end.  The three readers run side by side
@@ -25,8 +26,9 @@ What each reader gets for its cost:
   all eighteen names so the comparison is like for like.)
 
 On loopback a round trip costs tens of microseconds; across a network it
-costs a millisecond or more, so the ratios printed here are the floor of
-what a remote broker shows.
+costs a millisecond or more.  ``--latency-ms`` puts a delaying loopback proxy
+between the readers and the server to show that (the traffic never leaves
+127.0.0.1).
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -90,6 +94,63 @@ class PrivateRedis:
         self.process.terminate()
         self.process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LatencyProxy:
+    """A loopback TCP proxy that delays every chunk by ``delay`` seconds each way.
+
+    It stands in for a network between the controller and the broker: each
+    round trip then costs about ``2 * delay`` on top of loopback.
+    """
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port, self.delay = target_port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for sock in (client, upstream):  # like redis-py: no Nagle, or small writes wait ~40 ms
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for src, dst in ((client, upstream), (upstream, client)):
+                chunks: queue.SimpleQueue = queue.SimpleQueue()
+                threading.Thread(target=self._read, args=(src, chunks), daemon=True).start()
+                threading.Thread(target=self._write, args=(dst, chunks), daemon=True).start()
+
+    @staticmethod
+    def _read(src: socket.socket, chunks: queue.SimpleQueue) -> None:
+        """Stamp each chunk on arrival: the delay is propagation, not per-chunk serial cost."""
+        try:
+            while chunk := src.recv(65536):
+                chunks.put((time.monotonic(), chunk))
+        except OSError:
+            pass
+        chunks.put((0.0, b""))
+
+    def _write(self, dst: socket.socket, chunks: queue.SimpleQueue) -> None:
+        try:
+            while True:
+                arrived, chunk = chunks.get()
+                if not chunk:
+                    break
+                time.sleep(max(0.0, arrived + self.delay - time.monotonic()))
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def fill(client: redis.Redis, keys: BrokerKeys, depth: int) -> None:
@@ -163,10 +224,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--depth", type=int, default=50, help="messages per queue (default 50)")
     parser.add_argument("--url", help="an existing Redis to use (its database is FLUSHED): redis://host:port/db")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="add this delay each way through a loopback proxy, like a network (default 0)")
     args = parser.parse_args()
 
     server = None if args.url else PrivateRedis()
     url = args.url or server.url
+    proxy = None
+    if args.latency_ms > 0:
+        proxy = LatencyProxy(int(url.rsplit(":", 1)[1].split("/")[0]), args.latency_ms / 1000)
+        url = f"redis://127.0.0.1:{proxy.port}/{url.rsplit('/', 1)[1]}"
     keys = BrokerKeys.from_options({})
     try:
         observer = redis.Redis.from_url(url)
@@ -182,10 +249,13 @@ def main() -> None:
         assert readers["naive"]() == depths, "the readers disagree about the depths"
         commands = {name: commands_per_read(observer, read) for name, read in readers.items()}
         print(f"{len(QUEUE_NAMES)} queues x {len(keys.priority_steps)} priority sub-queues, "
-              f"{args.depth} messages each, {args.iterations} reads per reader, pid {os.getpid()}")
+              f"{args.depth} messages each, {args.iterations} reads per reader, "
+              f"added latency {args.latency_ms:g} ms each way, pid {os.getpid()}")
         report(measure(readers, args.iterations, args.warmup), commands)
         observer.flushdb()
     finally:
+        if proxy is not None:
+            proxy.close()
         if server is not None:
             server.close()
 
