@@ -171,3 +171,24 @@ def test_a_valid_queue_override_is_saved():
     assert formset.is_valid(), formset.errors
     formset.save()
     assert QueueThreshold.objects.get(queue="ai").critical == 100
+
+
+# -- the admin: superadmins only ------------------------------------------------------
+def test_a_superadmin_edits_the_thresholds_in_the_admin(client, superadmin):
+    client.force_login(superadmin)
+    response = client.get("/admin/metrics/cmetricsettings/")
+    assert response.status_code == 302 and response["Location"].endswith("/metrics/cmetricsettings/1/change/")
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"queue_critical" in page.content
+    data = form_data(queue_warn=500, queue_critical=400)
+    data["_save"] = "Save"
+    refused = client.post(response["Location"], data)
+    assert refused.status_code == 200 and b"must be below the critical one" in refused.content
+    assert cMetricSettings.load().queue_warn == 1000
+
+
+def test_staff_who_are_not_superadmins_cannot_see_the_thresholds_in_the_admin(client, staff):
+    client.force_login(staff)
+    assert client.get("/admin/metrics/cmetricsettings/").status_code == 403
+    assert client.get("/admin/metrics/cmetricsettings/1/change/").status_code == 403
+    assert client.get("/admin/metrics/queuethreshold/").status_code == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
@@ -49,6 +50,8 @@ class MetricSettingsAdmin(SuperadminOnly, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         """The list of one: go straight to its form."""
+        if not is_superadmin(request.user):
+            raise PermissionDenied
         obj = cMetricSettings.load()
         return HttpResponseRedirect(reverse("admin:metrics_cmetricsettings_change", args=[obj.pk]))
 
