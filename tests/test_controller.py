@@ -294,6 +294,7 @@ def test_a_restarted_controller_neither_repeats_nor_misses_status_events(clean_r
     snapshot = tick(second)
     second.leader.release()
     assert queue(snapshot, "ai")["status"] == "ok"
+    assert len(snapshot["events"]) == 36  # its own 18, then the 18 the first one recorded
     events = MetricEvent.objects.order_by("-id")[:18]
     assert {(e.old_status, e.new_status) for e in events} == {("warn", "ok")}
     assert MetricEvent.objects.count() == 36

@@ -245,7 +245,8 @@ class Controller:
         found = self._db(self._read_state, None)
         if found is None:
             return False
-        statuses, reachable, run_ids, depth = found
+        statuses, reachable, run_ids, depth, events = found
+        self.recent_events.extend(events[: EVENTS_IN_SNAPSHOT - len(self.recent_events)])
         self.hysteresis = Hysteresis(self.hysteresis.clear_ticks, statuses)
         self.reachable.update(reachable)
         for server, run_id in run_ids.items():
@@ -526,11 +527,9 @@ class Controller:
         for change in changes:
             key = (change["subject"], change["kind"], change["message"])
             self.recent_events.appendleft(by_key.get(key) or {**change, "id": None, "at": iso(time.time())})
-        if not self.recent_events and self.database["reachable"]:
-            latest = self._db(lambda: [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]], [])
-            self.recent_events.extend(latest)
 
-    def _read_state(self) -> tuple[dict[str, str], dict[str, bool], dict[tuple[str, int], str], int | None]:
+    def _read_state(self) -> tuple[dict[str, str], dict[str, bool], dict[tuple[str, int], str], int | None,
+                                   list[dict[str, Any]]]:
         statuses: dict[str, str] = {}
         reachable: dict[str, bool] = {}
         cutoff = datetime.now(dt_timezone.utc) - timedelta(days=30)
@@ -550,7 +549,8 @@ class Controller:
         depth = None
         if latest is not None:
             depth = sum(QueueSample.objects.filter(minute=latest).values_list("depth", flat=True))
-        return statuses, reachable, run_ids, depth
+        events = [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]]
+        return statuses, reachable, run_ids, depth, events
 
     def _write_rollup(self, minute: datetime, snapshot: dict[str, Any]) -> bool:
         queue_rows = []
