@@ -149,6 +149,7 @@ def test_each_minute_is_rolled_up_once_per_queue_with_its_highest_depth(clean_re
 def test_a_restarted_redis_is_recorded_with_the_depth_it_lost_and_caches_are_rebuilt(clean_redis):
     with private_server() as server:
         fill(server.client(0), "ai", 5)
+        fake_worker(server.client(0))
         server.client(0).hset("unacked", "tag", "x")
         controller = Controller(layout=layout_for(server.port), transport_options={}, publish=False)
         tick(controller)
@@ -161,6 +162,9 @@ def test_a_restarted_redis_is_recorded_with_the_depth_it_lost_and_caches_are_reb
     assert event.details["lost_unacked"] == 1
     assert event.details["old_run_id"] == old_run_id != role(snapshot, "broker")["run_id"]
     assert "5 queued and 1 unacked messages were lost" in event.message
+    # The heartbeats went with the data: no "no consumer" alarm before workers beat again.
+    assert queue(snapshot, "ai")["reasons"] == [
+        "consumers unknown: waiting for worker heartbeats after the broker came back"]
     # The rebuild was queued at once, on the Celery app's broker.
     queued = clean_redis.client(0).lrange("stats_cache", 0, -1)
     assert [json.loads(m)["headers"]["task"] for m in queued] == ["apps.metrics.tasks.rebuild_caches"]

@@ -156,6 +156,9 @@ class Controller:
         self.last_snapshot: dict[str, Any] | None = None
         self.state_loaded = False
         self._publish_failed: set[str] = set()
+        # After the broker restarts or returns, workers need one heartbeat
+        # interval to be seen again: until then "no consumer" is not asserted.
+        self.heartbeat_grace_until = 0.0
 
     # -- the loop -------------------------------------------------------------
     def run(self, once: bool = False) -> None:
@@ -351,6 +354,8 @@ class Controller:
         restarted = previous.run_id not in (None, run_id)
         if restarted:
             changes.append(self._restart_change(reading, previous.run_id, run_id))
+            if "broker" in reading.roles:
+                self.heartbeat_grace_until = time.time() + HEARTBEAT_TTL
         view.update(_memory(info))
         view.update(
             evicted_keys_delta=previous.delta("evicted", evicted, restarted),
@@ -409,6 +414,8 @@ class Controller:
             return [{**base, "kind": MetricEvent.UNREACHABLE,
                      "message": f"Redis {role} ({where}) is {entry['error'] or 'unreachable'}"}]
         if entry["reachable"] and not was_reachable:
+            if role == "broker":
+                self.heartbeat_grace_until = time.time() + HEARTBEAT_TTL
             return [{**base, "kind": MetricEvent.RECOVERED,
                      "message": f"Redis {role} ({where}) answers again" + (
                          f"; it stays {new} until it has been clear for {self.hysteresis.clear_ticks} ticks"
@@ -449,7 +456,8 @@ class Controller:
         entry.update(depth=reading.depth, by_priority={str(k): v for k, v in reading.by_priority.items()},
                      oldest_age_seconds=_age(reading.oldest_sent_at, now), consumers=consumers,
                      processed_per_minute=_per_minute(broker, queue, now), processed_total=total)
-        facts = QueueFacts(reading.depth, consumers, self._stalled(queue, reading.depth, consumers, total, now))
+        known = consumers if consumers or now >= self.heartbeat_grace_until else None
+        facts = QueueFacts(reading.depth, known, self._stalled(queue, reading.depth, consumers, total, now))
         rising, reasons = queue_status(facts, warn, critical)
         clearing, _ = queue_status(facts, warn, critical, 1 - CLEAR_MARGIN)
         old, new = self.hysteresis.update(subject, rising, clearing)

@@ -68,7 +68,7 @@ def _level(value: float | None, warn: float | None, critical: float | None, scal
 @dataclass
 class QueueFacts:
     depth: int | None
-    consumers: int
+    consumers: int | None  # None: unknown (workers have not beaten since the broker came back)
     stalled_seconds: float | None  # set once the queue counts as stalled
 
 
@@ -82,7 +82,9 @@ def queue_status(facts: QueueFacts, warn: int, critical: int, scale: float = 1.0
         reasons.append(f"depth {facts.depth} >= critical {critical}")
     elif status == WARN:
         reasons.append(f"depth {facts.depth} >= warn {warn}")
-    if facts.consumers == 0:
+    if facts.consumers is None:
+        reasons.append("consumers unknown: waiting for worker heartbeats after the broker came back")
+    elif facts.consumers == 0:
         # An empty queue nobody consumes is a warning; with work waiting it is critical.
         status = worst(status, CRITICAL if facts.depth > 0 else WARN)
         reasons.append("no consumer")
