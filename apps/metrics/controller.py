@@ -299,7 +299,8 @@ class Controller:
             log = logger.error if change["new_status"] == "critical" or change["kind"] == "restart" else logger.warning
             log("event %s %s: %s", change["kind"], change["subject"], change["message"])
             self.unsaved.append(event)
-        saved = self._db(self._save_unsaved, [])
+        saved: list[MetricEvent] = []
+        self._db(lambda: self._save_unsaved(saved), None)  # those saved before a failure count too
         for event in saved:
             self.pending_alerts.append(event.id)
         self._remember(changes, saved)
@@ -514,13 +515,10 @@ class Controller:
             logger.info("%s works again", what)
         return True if result is None else result
 
-    def _save_unsaved(self) -> list[MetricEvent]:
-        saved = []
+    def _save_unsaved(self, saved: list[MetricEvent]) -> None:
         while self.unsaved:
-            event = self.unsaved[0]
-            event.save()
+            self.unsaved[0].save()
             saved.append(self.unsaved.popleft())
-        return saved
 
     def _remember(self, changes: list[dict[str, Any]], saved: list[MetricEvent]) -> None:
         """Keep the latest events for the snapshot, database or not.
