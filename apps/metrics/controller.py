@@ -32,7 +32,7 @@ from django.db import DatabaseError, connection
 
 from apps.metrics import snapshot as snapshots
 from apps.metrics.evaluate import (CLEAR_MARGIN, CLEAR_TICKS, Hysteresis, QueueFacts, ServerFacts, Thresholds,
-                                   queue_status, redis_status, worst)
+                                   queue_status, redis_status)
 from apps.metrics.models import (OK, MetricEvent, QueueSample, QueueThreshold, RedisSample, RedisServerState,
                                  cMetricSettings, iso)
 from config.redis_layout import ROLES, Layout
@@ -660,5 +660,3 @@ def _queue_rebuilds() -> None:
 
     rebuild_caches.apply_async(retry=False)
 
-
-__all__ = ["Controller", "LeaderLock", "worst"]
