@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -156,7 +157,8 @@ def test_a_dead_channels_redis_closes_the_socket_with_4503_and_no_traceback(ws_d
     layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"],
                                    "hosts": [{"address": f"redis://127.0.0.1:{free_port()}/3"}]}
     settings.CHANNEL_LAYERS = layers
-    connected, output = close_seen_with_dead_layer(headers)
+    with caplog.at_level(logging.WARNING, logger="apps.dashboard.consumers"):
+        connected, output = close_seen_with_dead_layer(headers)
     assert connected is True
     assert output == {"type": "websocket.close", "code": 4503}
     assert "channels Redis unavailable" in caplog.text
