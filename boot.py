@@ -46,7 +46,6 @@ SUPERVISORD_CONF = BASE_DIR / "supervisord.conf"
 MANAGE_PY = BASE_DIR / "manage.py"
 # The controller command is written separately; until it exists the
 # controller program is simply not started (see supervisord.conf).
-CONTROLLER_COMMAND = BASE_DIR / "apps" / "metrics" / "management" / "commands" / "run_controller.py"
 
 # BOOT_ROLES values, in the order their programs start.
 ROLE_NAMES: tuple[str, ...] = ("redis", "web", "workers", "beat", "controller")
@@ -281,13 +280,6 @@ def _select_roles(plan: Plan) -> None:
                 "external Redis; drop redis from BOOT_ROLES or set REDIS_LOCAL=true"
             )
         wanted.discard("redis")
-    if "controller" in wanted and not CONTROLLER_COMMAND.exists():
-        wanted.discard("controller")
-        missing = "manage.py run_controller does not exist in this version yet"
-        if "controller" in requested:  # asked for by name: worth a warning
-            plan.findings.append(("", f"BOOT_ROLES includes controller, but {missing}; not started"))
-        else:
-            plan.notes.append(f"controller: not started, {missing}")
     plan.roles = tuple(role for role in ROLE_NAMES if role in wanted)
 
 

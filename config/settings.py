@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import redis_layout
 from config.env import env_bool, env_int, env_list, env_str, secret_key, var_dir
@@ -99,6 +101,9 @@ CACHES = {
             "SOCKET_TIMEOUT": redis_layout.SOCKET_TIMEOUT,
             "CONNECTION_POOL_KWARGS": {
                 "health_check_interval": 30,
+                # One immediate retry (a pooled connection that a Redis restart
+                # broke), no backoff: a dead cache answers 503 within 2 s.
+                "retry": Retry(NoBackoff(), 1),
                 **REDIS_LAYOUT.ssl_kwargs("cache"),
             },
         },
@@ -197,15 +202,15 @@ EMAIL_TIMEOUT = 10  # a dead mail server must not hold a trigger_alerts worker
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "flowwatch@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# Periodic work as a data table (STYLE §4): name, task, queue, seconds between
-# runs.  Each run expires just under its period, so a backlog never piles up copies.
-METRICS_BEAT_TABLE = (
-    ("metrics-prune-history", "apps.metrics.tasks.prune_history", "archive_data", 6 * 3600),
-    ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", "stats_cache", 15 * 60),
+# Periodic work as a data table (STYLE §4): name, task, seconds between runs.
+# Queues come from TASK_ROUTES in workers/queues.py.  Each run expires just
+# under its period, so a backlog never piles up copies.
+BEAT_TABLE = (
+    ("metrics-prune-history", "apps.metrics.tasks.prune_history", 6 * 3600),
+    ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", 15 * 60),
 )
 CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    **{name: {"task": task, "schedule": float(period), "options": {"queue": queue, "expires": period * 0.9}}
-       for name, task, queue, period in METRICS_BEAT_TABLE},
+    name: {"task": task, "schedule": float(period), "options": {"expires": period * 0.9}}
+    for name, task, period in BEAT_TABLE
 }
 # --- end of apps.metrics settings ---------------------------------------------------

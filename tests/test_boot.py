@@ -211,18 +211,6 @@ def test_no_redis_server_binary_is_a_problem_when_the_bundled_redis_runs_here(mo
     assert boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,workers")).problems == []
 
 
-def test_a_missing_controller_is_left_out_with_a_note_or_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(boot, "CONTROLLER_COMMAND", tmp_path / "run_controller.py")
-    plan = boot.resolve_plan(clean_env(tmp_path))
-    assert "controller" not in plan.roles and plan.problems == []
-    assert plan.notes[0].startswith("controller: not started")
-    asked = boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,controller"))
-    assert asked.roles == ("web",)
-    assert "BOOT_ROLES includes controller" in asked.findings[0][1]
-    (tmp_path / "run_controller.py").write_text("")
-    assert "controller" in boot.resolve_plan(clean_env(tmp_path)).roles
-
-
 # --- up refuses before touching anything -----------------------------------------------------
 
 @pytest.mark.parametrize("args", [("up",), ()], ids=["up", "no subcommand"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -21,7 +22,7 @@ def dead_cache() -> dict:
     """CACHES pointing at a port nobody listens on: the cache Redis is down."""
     from django.conf import settings
 
-    caches = json.loads(json.dumps(settings.CACHES, default=str))
+    caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = f"redis://127.0.0.1:{free_port()}/2"
     return caches
 

@@ -162,10 +162,6 @@ def worker_programs() -> set[str]:
     return {f"workers:worker-{group}" for group in worker_groups()}
 
 
-def controller_program() -> set[str]:
-    return {"controller"} if boot.CONTROLLER_COMMAND.exists() else set()
-
-
 def assert_stops_cleanly(stack: Stack, programs: set[str]) -> None:
     running = stack_processes(stack.var_dir)
     # The leftover check below must be able to see the stack: it sees it now.
@@ -198,7 +194,7 @@ def test_the_whole_stack_starts_routes_every_queue_and_stops_without_leftovers(m
     for answer in report["queues"]:
         assert answer["worker"].startswith(f"{group_of[answer['queue']]}@"), answer
 
-    expected = {"redis", "web", "beat"} | worker_programs() | controller_program()
+    expected = {"redis", "web", "beat"} | worker_programs() | {"controller"}
     stack.wait_running(expected)
     commands = stack_processes(stack.var_dir).values()
     assert any(f"127.0.0.1:{stack.redis_port}" in command for command in commands)  # the bundled Redis is seen
@@ -237,7 +233,7 @@ def test_boot_roles_web_and_workers_start_neither_beat_nor_redis(make_stack):
 def test_stopping_the_stack_lets_a_running_task_finish(make_stack):
     stack = make_stack()
     stack.wait_healthy()
-    stack.wait_running({"redis", "web", "beat"} | worker_programs() | controller_program())
+    stack.wait_running({"redis", "web", "beat"} | worker_programs() | {"controller"})
     log = stack.var_dir / "log" / "worker-background.log"
     sent = stack.manage("shell", "-c", "from workers.probe import probe; "
                         "print(probe.apply_async(args=('ai', 0.0, 4.0), queue='ai').id)")

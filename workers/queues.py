@@ -54,6 +54,9 @@ DEFAULT_QUEUE = "periodic_run"
 # Every task's route.  Tasks of the probe are routed per call (queue=...).
 TASK_ROUTES: dict[str, str] = {
     "workers.probe.probe": DEFAULT_QUEUE,
+    "apps.metrics.tasks.trigger_alerts": "trigger_alerts",
+    "apps.metrics.tasks.prune_history": "archive_data",
+    "apps.metrics.tasks.rebuild_caches": "stats_cache",
 }
 
 

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import redis_layout
 
@@ -26,6 +28,9 @@ def client_for(role: str, layout: redis_layout.Layout | None = None, **overrides
         "socket_connect_timeout": redis_layout.CONNECT_TIMEOUT,
         "socket_timeout": redis_layout.SOCKET_TIMEOUT,
         "health_check_interval": 30,
+        # redis-py's default retries with backoff for seconds; these clients
+        # answer "unreachable" instead, and their callers try again later.
+        "retry": Retry(NoBackoff(), 1),
         **layout.ssl_kwargs(role),
         **overrides,
     }

@@ -1,4 +1,4 @@
-"""Metrics tasks.  Their queues are declared in workers/queues.py (FAMILIES).
+"""Metrics tasks.  Their queues are declared, and routed, in workers/queues.py.
 
 * ``trigger_alerts`` (queue ``trigger_alerts``): e-mail and webhook for events;
 * ``prune_history`` (queue ``archive_data``): drops history and events older
@@ -32,7 +32,7 @@ WEBHOOK_TIMEOUT = 10
 DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
 
 
-@shared_task(name="apps.metrics.tasks.trigger_alerts", queue="trigger_alerts",
+@shared_task(name="apps.metrics.tasks.trigger_alerts",
              autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600, retry_jitter=True,
              max_retries=8)
 def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
@@ -70,7 +70,7 @@ def _webhook(url: str, events: list[MetricEvent]) -> int:
     return len(events)
 
 
-@shared_task(name="apps.metrics.tasks.prune_history", queue="archive_data")
+@shared_task(name="apps.metrics.tasks.prune_history")
 def prune_history() -> dict[str, int]:
     """Delete per-minute history and events older than history_retention_days."""
     cutoff = timezone.now() - timedelta(days=cMetricSettings.load().history_retention_days)
@@ -83,7 +83,7 @@ def prune_history() -> dict[str, int]:
     return counts
 
 
-@shared_task(name="apps.metrics.tasks.rebuild_caches", queue="stats_cache")
+@shared_task(name="apps.metrics.tasks.rebuild_caches")
 def rebuild_caches(names: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the registered cache rebuilders (all, or the named ones)."""
     return [vars(result) for result in run_rebuilders(names)]
