@@ -78,7 +78,7 @@ def test_pushing_messages_changes_the_row_and_badge_without_a_reload(page_for, s
     assert page.evaluate("window.sameDocument") is True  # applied live, not by reloading
 
 
-def test_editing_a_threshold_changes_the_badge(page_for, superadmin, broker):
+def test_editing_a_threshold_changes_the_badge(page_for, superadmin, broker, tmp_path):
     push(broker, "archive_data", 5)
     try:
         page, _ = page_for(superadmin)
@@ -89,7 +89,9 @@ def test_editing_a_threshold_changes_the_badge(page_for, superadmin, broker):
         wait_for_row(page, "archive_data", "5", "warn")
         page.wait_for_selector('#event-list li:has-text("queue:archive_data")')
         wait_for_indicator(page, "live")
-        page.screenshot(path=str(docs_screenshot_path()), full_page=True)
+        shot = docs_screenshot_path(tmp_path)
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000  # a rendered page, not an empty frame
     finally:
         drop_queues(broker, "archive_data")
 

@@ -219,5 +219,9 @@ def open_page(browser, server: WebServer, user, path: str = METRICS):
     return context, page, response
 
 
-def docs_screenshot_path() -> Path:
-    return ROOT / "docs" / "screenshot-metrics.png"
+def docs_screenshot_path(tmp_path: Path) -> Path:
+    """docs/screenshot-metrics.png when FLOWWATCH_UPDATE_SCREENSHOT=1, else a
+    temporary file: a test run must not rewrite tracked files."""
+    if os.environ.get("FLOWWATCH_UPDATE_SCREENSHOT") == "1":
+        return ROOT / "docs" / "screenshot-metrics.png"
+    return tmp_path / "screenshot-metrics.png"
