@@ -662,7 +662,7 @@ def ensure_superadmin(plan: Plan, env: Mapping[str, str]) -> str | None:
 
 
 def login_hint(plan: Plan, password: AdminPassword, created: bool) -> str:
-    login = f"Log in at {plan.web_url}admin/ as {plan.admin_user!r}"
+    login = f"Open {plan.web_url}superadmin/metrics/ and log in as {plan.admin_user!r}"
     if created and password.variable:
         return f"{login}; superadmin created with the password from {password.variable}"
     if created:
