@@ -65,15 +65,7 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
 
 def _threshold_forms(data: Any = None) -> tuple[Any, Any]:
     form = MetricSettingsForm(data, instance=cMetricSettings.load())
-    formset = QueueThresholdFormSet(data, prefix=OVERRIDES_PREFIX)
-    for extra in formset.extra_forms:
-        # A select always posts a value: without a blank first choice an
-        # untouched "add an override" row would count as filled in and block
-        # saving the global thresholds with "This field is required".
-        field = extra.fields["queue"]
-        field.choices = [("", "— add an override —"), *field.choices]
-        field.required = False
-    return form, formset
+    return form, QueueThresholdFormSet(data, prefix=OVERRIDES_PREFIX)
 
 
 def _save_thresholds(request: HttpRequest) -> HttpResponse:

@@ -28,7 +28,9 @@ class MetricSettingsForm(forms.ModelForm):
 
 
 class QueueThresholdForm(forms.ModelForm):
-    queue = forms.ChoiceField(choices=[(q, q) for q in QUEUE_NAMES])
+    # The blank first choice keeps an untouched "add an override" row
+    # unchanged, so the formset skips it instead of demanding a queue.
+    queue = forms.ChoiceField(choices=[("", "— add an override —"), *((q, q) for q in QUEUE_NAMES)])
 
     class Meta:
         model = QueueThreshold
