@@ -228,7 +228,7 @@ def test_run_controller_ends_cleanly_on_sigterm_and_releases_the_leader_lock(cle
     process = subprocess.Popen([sys.executable, "manage.py", "run_controller", "--interval", "0.2"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: clean_redis.client(0).exists("fw:controller:leader"), timeout=30)
+        wait_for(lambda: clean_redis.client(0).exists("fw:lock:controller:leader"), timeout=30)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
     finally:
@@ -236,7 +236,7 @@ def test_run_controller_ends_cleanly_on_sigterm_and_releases_the_leader_lock(cle
             process.kill()
     assert process.returncode == 0, output
     assert "controller stopped" in output
-    assert not clean_redis.client(0).exists("fw:controller:leader")
+    assert not clean_redis.client(0).exists("fw:lock:controller:leader")
     assert "Traceback" not in output
 
 

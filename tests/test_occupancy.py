@@ -32,7 +32,7 @@ def test_keys_are_sorted_into_the_categories_an_operator_knows():
     assert classify("celery-task-meta-6f1c") == "task results"
     assert classify("fw:1:docs_index:abc") == "cache family docs_index"
     assert classify("fw:1:nobody_declared:x") == "cache, undeclared family nobody_declared"
-    assert classify(keys.lock("tenant:1")) == classify(keys.lock_index) == classify(keys.leader) == "locks"
+    assert classify(keys.lock("tenant:1")) == classify(keys.lock_index) == classify(keys.lock("controller:leader")) == "locks"
     assert classify(keys.workers) == "worker heartbeats"
     assert classify("fw-channels:group:superadmin_metrics") == "channels"
     assert classify("_kombu.binding.ai") == "kombu bindings"

@@ -9,7 +9,7 @@ defaults from kombu's own ``Channel`` class and names the keys with kombu's
 own ``_q_for_pri``, so a kombu upgrade that changes a default changes the
 reader with it.
 
-Flowwatch's keys (heartbeats, processed counters, locks, the leader lock) live
+Flowwatch's keys (heartbeats, processed counters, locks incl. the leader lock) live
 in the broker database too, behind the same ``global_keyprefix`` so that two
 installations sharing one database stay apart.
 """
@@ -96,6 +96,3 @@ class BrokerKeys:
         """A set of every lock key currently taken (kept by the lock scripts)."""
         return self.fw("locks")
 
-    @property
-    def leader(self) -> str:
-        return self.fw("controller", "leader")

@@ -69,7 +69,7 @@ class Classifier:
         self.unacked = {keys.unacked_key, keys.unacked_index_key, keys.prefix + "unacked_mutex"}
         self.bindings = keys.prefix + "_kombu.binding."
         self.fw_broker = {
-            keys.workers: HEARTBEATS, keys.lock_index: LOCKS, keys.leader: LOCKS,
+            keys.workers: HEARTBEATS, keys.lock_index: LOCKS,
         }
         self.lock_prefix = keys.lock("")
         self.counter_prefix = keys.fw("processed", "")

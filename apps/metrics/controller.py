@@ -6,8 +6,8 @@ seconds.  A tick is a row of small steps, each returning whether it found work
 away turns into "unreachable" entries in the snapshot, a capped backoff and,
 once they answer again, recovery without a restart.
 
-Only the holder of the leader lock (``fw:controller:leader`` in the broker
-Redis) acts; other controllers stand by and take over within one lock TTL.
+Only the holder of the leader lock (``fw:lock:controller:leader`` in the
+broker Redis) acts; other controllers stand by and take over within one lock TTL.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import threading
@@ -38,7 +37,8 @@ from apps.metrics.models import (OK, MetricEvent, QueueSample, QueueThreshold, R
 from config.redis_layout import ROLES, Layout
 from workers.collect import BrokerReading, Collection, Collector, ServerReading
 from workers.heartbeat import HEARTBEAT_TTL
-from workers.locks import clean_dead_locks
+from workers.collect_keys import BrokerKeys
+from workers.locks import Lock, clean_dead_locks, owner_of
 from workers.queues import BY_QUEUE, QUEUE_NAMES
 
 logger = logging.getLogger("flowwatch.controller")
@@ -48,13 +48,12 @@ MAX_BACKOFF = 30.0
 STALL_TICKS = 6
 EVENTS_IN_SNAPSHOT = 50
 WORKER_FORGET_SECONDS = 3600
-_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
-          "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+LEADER_LOCK = "controller:leader"
 
 
 class LeaderLock:
-    """``fw:controller:leader`` = ``host:pid:token`` with a TTL, renewed each tick.
+    """The lock ``fw:lock:controller:leader`` (a :class:`workers.locks.Lock`
+    owned by ``host:pid``), taken or extended every tick.
 
     While the broker is unreachable nobody can take or renew the lock: the
     controller that held it last keeps acting, one that last saw another
@@ -62,38 +61,40 @@ class LeaderLock:
     cannot know better, and somebody must report the outage).
     """
 
-    def __init__(self, client: redis.Redis | None, key: str, ttl: float) -> None:
-        self.client, self.key, self.ttl = client, key, ttl
-        self.value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+    def __init__(self, client: redis.Redis | None, keys: BrokerKeys, ttl: float) -> None:
+        self.lock = Lock(client, keys, LEADER_LOCK, ttl, owner=f"{socket.gethostname()}:{os.getpid()}") \
+            if client is not None else None
         self.held = False
         self.last_seen: str | None = None  # "mine", "other" or None (never saw a holder)
         self.holder: str | None = None
 
+    @property
+    def value(self) -> str | None:
+        return self.lock.value if self.lock else None
+
     def claim(self) -> bool:
-        if self.client is None:
+        if self.lock is None:
             return True
         try:
-            ttl_ms = int(self.ttl * 1000)
-            if self.held and not self.client.eval(_RENEW, 1, self.key, self.value, ttl_ms):
+            if self.held and not self.lock.extend():
                 self.held = False
                 logger.warning("leader lock lost (expired or taken over)")
             if not self.held:
-                self.held = bool(self.client.set(self.key, self.value, nx=True, px=ttl_ms))
+                self.held = self.lock.acquire()
                 if self.held:
-                    logger.info("this controller is now the leader (%s)", self.value)
+                    logger.info("this controller is now the leader (%s)", self.lock.owner)
             if not self.held:
-                holder = self.client.get(self.key)
-                self.holder = holder.decode() if holder else None
+                self.holder = owner_of(self.lock.client.get(self.lock.key))
         except (redis.RedisError, OSError):
             return self.last_seen != "other"
         self.last_seen = "mine" if self.held else "other"
         return self.held
 
     def release(self) -> None:
-        if self.client is None or not self.held:
+        if self.lock is None or not self.held:
             return
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.value)
+            self.lock.release()
         except (redis.RedisError, OSError):
             pass  # it expires by itself
         self.held = False
@@ -138,7 +139,7 @@ class Controller:
         self.hysteresis = Hysteresis(clear_ticks)
         # The lock outlives a full backoff, so a leader in trouble is not
         # replaced merely because it sleeps longer between ticks.
-        self.leader = LeaderLock(self.collector.broker_client, self.keys.leader,
+        self.leader = LeaderLock(self.collector.broker_client, self.keys,
                                  ttl=max(3 * interval, self.max_backoff + interval))
         self.stopping = threading.Event()
         self.failures = 0
