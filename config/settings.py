@@ -116,7 +116,14 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # channels-redis >= 4.1 hands the extra keys to redis-py, which is
             # how rediss:// gets a verified certificate here too.
-            "hosts": [{"address": REDIS_LAYOUT.url("channels"), **REDIS_LAYOUT.ssl_kwargs("channels")}],
+            "hosts": [{
+                "address": REDIS_LAYOUT.url("channels"),
+                # Connect fast-fail only: reads block up to the layer's own
+                # BZPOPMIN timeout (5 s), so no read timeout below that.
+                "socket_connect_timeout": redis_layout.CONNECT_TIMEOUT,
+                "socket_keepalive": True,
+                **REDIS_LAYOUT.ssl_kwargs("channels"),
+            }],
             "prefix": "fw-channels",
         },
     }
@@ -134,6 +141,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # another worker: longer than the longest normal task (see docs/queues.md).
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
     "socket_connect_timeout": 5,
+    # Above kombu's 1 s BRPOP wait: a silent, half-open connection is given
+    # up after this long and reconnected.
+    "socket_timeout": 30,
     "socket_keepalive": True,
     "health_check_interval": 25,
 }
@@ -141,6 +151,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # workers wait for Redis forever
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
+CELERY_REDIS_SOCKET_TIMEOUT = 10  # Celery's default (120 s) would hold a result read for minutes
 CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
