@@ -155,7 +155,21 @@ def resolve_plan(env: Mapping[str, str] | None = None) -> Plan:
     _check_var_dir(plan)
     _select_roles(plan)
     _check_redis_local(plan)
+    _check_split_database(plan)
     return plan
+
+
+def _check_split_database(plan: Plan) -> None:
+    """A host that runs only some programs shares the database with others:
+    a SQLite file under this host's VAR_DIR cannot be shared."""
+    if set(plan.roles) == set(ROLE_NAMES) or "all" in _requested_roles(plan.env):
+        return
+    database_url = plan.env.get("DATABASE_URL", "").strip()
+    if not database_url or database_url.startswith("sqlite"):
+        plan.findings.append(("", (
+            f"BOOT_ROLES={plan.boot_roles!r} splits the programs across hosts, but the database is "
+            "SQLite on this host: the other hosts cannot see it; set DATABASE_URL=postgres://..."
+        )))
 
 
 def _collect(plan: Plan, read: Callable[[], T], fallback: T) -> T:

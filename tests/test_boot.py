@@ -447,3 +447,13 @@ def test_every_variable_is_documented_in_configuration_md():
     for check_id in (redis_layout.E_INVALID, redis_layout.W_SHARED_DB, redis_layout.W_TLS_OFF,
                      redis_layout.W_TLS_INSECURE, redis_layout.W_BROKER_EVICTION):
         assert check_id in documented
+
+
+def test_a_split_installation_on_sqlite_is_warned_about(tmp_path):
+    split = boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,controller"))
+    assert any("cannot see it" in text for _code, text in split.findings)
+    shared = boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,controller",
+                                         DATABASE_URL="postgres://fw@db.internal:5432/fw"))
+    assert not any("cannot see it" in text for _code, text in shared.findings)
+    whole = boot.resolve_plan(clean_env(tmp_path))
+    assert not any("cannot see it" in text for _code, text in whole.findings)
