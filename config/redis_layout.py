@@ -48,6 +48,10 @@ DEFAULT_LOCAL_PORT = 6379
 MAX_DB = 15
 SCHEMES = ("redis", "rediss")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Key prefixes of the cache (django-redis KEY_PREFIX) and the Channels layer:
+# settings configure them, the occupancy sampler recognises keys by them.
+CACHE_KEY_PREFIX = "fw"
+CHANNELS_PREFIX = "fw-channels"
 # Every short-lived Redis client (cache, readiness, controller) fails fast:
 # a dead Redis must give a 503 or an "unreachable", never a hang.
 CONNECT_TIMEOUT = 1.0

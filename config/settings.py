@@ -95,7 +95,7 @@ CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_LAYOUT.url("cache"),
-        "KEY_PREFIX": "fw",
+        "KEY_PREFIX": redis_layout.CACHE_KEY_PREFIX,
         "OPTIONS": {
             "SOCKET_CONNECT_TIMEOUT": redis_layout.CONNECT_TIMEOUT,
             "SOCKET_TIMEOUT": redis_layout.SOCKET_TIMEOUT,
@@ -124,7 +124,7 @@ CHANNEL_LAYERS = {
                 "socket_keepalive": True,
                 **REDIS_LAYOUT.ssl_kwargs("channels"),
             }],
-            "prefix": "fw-channels",
+            "prefix": redis_layout.CHANNELS_PREFIX,
         },
     }
 }

@@ -27,12 +27,11 @@ from typing import Any, Callable
 import redis
 
 from config import redis_layout
+from config.redis_layout import CACHE_KEY_PREFIX, CHANNELS_PREFIX
 from workers import cache_families, queues
 from workers.collect_keys import BrokerKeys
 
 # django-redis builds keys as "<KEY_PREFIX>:<version>:<key>" (settings.CACHES).
-CACHE_KEY_PREFIX = "fw"
-CHANNELS_PREFIX = "fw-channels"
 RESULT_PREFIXES = ("celery-task-meta-", "celery-taskset-meta-", "chord-unlock-")
 
 _CACHE_KEY = re.compile(rf"^{CACHE_KEY_PREFIX}:(\d+):([^:]+)")
