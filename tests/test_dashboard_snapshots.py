@@ -1,9 +1,9 @@
-"""Contract-shaped snapshots (../contract/CONTRACT.md) for the page's tests.
+"""Snapshots shaped as docs/metrics.md ("The snapshot") documents, for the page's tests.
 
 The page consumes what the controller publishes; these helpers publish the
 same shapes to the same places (the cache key and the channels group), so the
 page can be tested on its own.  The tests at the bottom keep the helpers
-honest about the contract.
+honest about that shape.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The one place where the page reaches into apps.metrics (the controller's side).
 
-CONTRACT.md fixes these names; everything in apps/dashboard imports them from
-here, so a change on the controller's side is one edit.
+docs/metrics.md ("The snapshot") documents these names and the snapshot JSON;
+everything in apps/dashboard imports them from here, so a change on the
+controller's side is one edit.
 """
 
 from apps.metrics.auth import is_superadmin
