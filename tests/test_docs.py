@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from html.parser import HTMLParser
 
 import pytest
 from django.core.cache import cache
@@ -39,6 +40,38 @@ QUEUES = """# Queues
 
 Eighteen queues; backlog means depth.
 """
+
+
+ATTRIBUTES = """# Attributes
+
+## Click me {: onclick="alert(2)" }
+
+A paragraph.
+{: onmouseover="alert(3)" }
+
+[a link](https://example.com){: onclick="alert(4)" }
+
+``` { .python onclick="alert(5)" }
+print("hi")
+```
+"""
+
+
+class _EventAttributes(HTMLParser):
+    """Collects every on* attribute of every element (onclick, onmouseover, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found += [(tag, name) for name, _ in attrs if name.lower().startswith("on")]
+
+
+def event_attributes(html: str) -> list[tuple[str, str]]:
+    parser = _EventAttributes()
+    parser.feed(html)
+    return parser.found
 
 
 @pytest.fixture
@@ -86,6 +119,13 @@ def test_raw_html_and_script_links_in_a_doc_are_neutralised(reader, doc_dir):
     assert "<script>alert" not in html
     assert "&lt;script&gt;" in html
     assert "javascript:" not in html
+
+
+def test_attribute_lists_in_a_doc_cannot_add_event_handlers(reader, doc_dir):
+    (doc_dir / "attributes.md").write_text(ATTRIBUTES)
+    html = reader.get("/docs/attributes/").content.decode()
+    assert "Click me" in html and "A paragraph." in html and 'href="https://example.com"' in html
+    assert event_attributes(html) == []
 
 
 def test_images_of_docs_are_served_and_nothing_else(reader, doc_dir):

@@ -1,8 +1,10 @@
 """The in-app docs: docs/*.md rendered to safe HTML, and a search index.
 
 Raw HTML in Markdown is escaped (the html block and inline patterns are
-removed), links with a scheme other than http(s)/mailto are dropped, and
-links between docs (``queues.md#section``) point at their /docs/ pages.
+removed), attributes cannot be added from Markdown (no ``attr_list``, and any
+``on*`` attribute is dropped), links with a scheme other than
+http(s)/mailto are dropped, and links between docs (``queues.md#section``)
+point at their /docs/ pages.
 
 The search index lives in the cache ("docs_index" family, short timeout)
 under a fingerprint of the files, so an edited doc gets a fresh index; a
@@ -81,10 +83,20 @@ def all_docs() -> list[DocEntry]:
 
 # --- rendering -------------------------------------------------------------
 
+# "extra" minus attr_list (which lets `{: onclick="..." }` set any attribute)
+# and md_in_html (raw HTML is never passed through anyway).
+EXTENSIONS = ("abbr", "def_list", "fenced_code", "footnotes", "tables", "toc", "sane_lists")
+
+
 class _LinkRewriter(Treeprocessor):
-    """Doc-to-doc links become /docs/ pages; unsafe schemes are dropped."""
+    """Doc-to-doc links become /docs/ pages; unsafe schemes and event handlers are dropped."""
 
     def run(self, root: Element) -> None:
+        for element in root.iter():
+            # Nothing above sets an on* attribute; this keeps it so if an
+            # extension that sets attributes is ever added.
+            for name in [n for n in element.attrib if n.lower().startswith("on")]:
+                del element.attrib[name]
         for element in root.iter("a"):
             href = rewrite_link(element.get("href", ""))
             if href is None:  # a file of the repository: no page to link to
@@ -126,7 +138,7 @@ def rewrite_asset(src: str) -> str:
 
 
 def _markdown() -> markdown.Markdown:
-    md = markdown.Markdown(extensions=["extra", "toc", "sane_lists"])
+    md = markdown.Markdown(extensions=list(EXTENSIONS))
     # Raw HTML in a doc is shown as text, never passed through.
     md.preprocessors.deregister("html_block")
     md.inlinePatterns.deregister("html")
