@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
+import redis.client
 from django.core.cache import cache
 
 from config import redis_layout
 from tests.servers import free_port
+from tests.test_dashboard import redis_connects
 from workers import cache_families, occupancy
 from workers.collect_keys import BrokerKeys
 from workers.occupancy import Budget, CachedReport, Classifier
@@ -77,7 +77,8 @@ def test_a_large_keyspace_stops_at_the_key_budget_and_is_scaled_up(clean_redis):
         for n in range(3000):
             pipe.set(f"celery-task-meta-{n:012d}", b"{}", ex=600)
         pipe.execute()
-    report = occupancy.report(budget=Budget(keys_per_db=500, seconds=5.0, scan_count=100))
+    # A clock that never moves: only the key budget can stop this walk.
+    report = occupancy.report(budget=Budget(keys_per_db=500, seconds=5.0, scan_count=100), clock=lambda: 0.0)
     results_db = database(report, RESULTS)
     assert results_db["complete"] is False and results_db["stopped"] == "key budget"
     assert results_db["sampled"] == 500
@@ -86,30 +87,47 @@ def test_a_large_keyspace_stops_at_the_key_budget_and_is_scaled_up(clean_redis):
     assert results["sampled_keys"] == 500 and results["keys"] == 3000
 
 
-def test_the_time_budget_bounds_the_whole_report(clean_redis):
+def test_the_time_budget_stops_the_walk_at_the_next_batch_and_skips_the_remaining_databases(
+        clean_redis, monkeypatch):
     client = clean_redis.client(CACHE)
     with client.pipeline(transaction=False) as pipe:
         for n in range(2000):
             pipe.set(f"fw:1:stats:{n}", b"v", ex=600)
         pipe.execute()
-    started = time.monotonic()
-    report = occupancy.report(budget=Budget(keys_per_db=100_000, seconds=0.0, scan_count=10))
-    assert time.monotonic() - started < 1.0
-    stopped = [db["stopped"] for db in report["servers"][0]["databases"]]
-    assert "time budget" in stopped
+    now, batches = [0.0], []
+    measure = redis.client.Pipeline.execute
+
+    def slow_batch(pipe, *args, **kwargs):
+        batches.append(len(pipe.command_stack) // 2)  # MEMORY USAGE + PTTL per key
+        now[0] += 1.0  # every batch "takes" one second of the report's clock
+        return measure(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", slow_batch)
+    report = occupancy.report(budget=Budget(keys_per_db=100_000, seconds=2.5, scan_count=100),
+                              clock=lambda: now[0])
+
+    cache_db = database(report, CACHE)
+    assert len(batches) == 3  # at 1 s and 2 s within the budget; after the third, past it
+    assert cache_db["stopped"] == "time budget" and cache_db["complete"] is False
+    assert cache_db["sampled"] == sum(batches) and 0 < cache_db["sampled"] < 2000
+    stats = category(report, CACHE, "cache family stats")
+    assert stats["estimated"] is True and stats["keys"] == 2000  # scaled up by DBSIZE / sampled
+    channels_db = database(report, CHANNELS)  # walked after the cache: nothing left of the budget
+    assert (channels_db["stopped"], channels_db["sampled"]) == ("time budget", 0)
 
 
-def test_an_unreachable_server_is_reported_not_raised():
+def test_an_unreachable_server_is_reported_not_raised_without_waiting_past_two_seconds():
     port = free_port()
     layout = redis_layout.resolve({"REDIS_LOCAL_PORT": str(port), "REDIS_LOCAL": "false"})
     from workers.redis_clients import client_for
 
-    started = time.monotonic()
-    report = occupancy.report(layout=layout, client_for=lambda role: client_for(role, layout))
-    assert time.monotonic() - started < 2.5
+    with redis_connects() as attempts:
+        report = occupancy.report(layout=layout, client_for=lambda role: client_for(role, layout))
     (server,) = report["servers"]
     assert server["reachable"] is False and server["error"].startswith("unreachable")
     assert server["address"] == f"127.0.0.1:{port}"
+    assert attempts.ports() == {port}
+    assert attempts.worst_case_seconds() <= 2.0 and attempts.longest_read_timeout() <= 1.0
 
 
 def test_the_cached_report_is_reused_until_it_is_old():

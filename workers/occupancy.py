@@ -199,7 +199,7 @@ def _rows(tallies: dict[str, Tally], factor: float, key_name: str) -> list[dict[
     return sorted(rows, key=lambda row: (-row["bytes"], row[key_name]))
 
 
-def sample_db(client: redis.Redis, sample: DbSample, budget: Budget, deadline: float) -> DbSample:
+def sample_db(client: redis.Redis, sample: DbSample, budget: Budget, deadline: Deadline) -> DbSample:
     """Walk one database with SCAN until the end, the key budget or the deadline."""
     sample.dbsize = int(client.dbsize())
     cursor = 0
@@ -214,7 +214,7 @@ def sample_db(client: redis.Redis, sample: DbSample, budget: Budget, deadline: f
         if sample.sampled >= budget.keys_per_db:
             sample.stopped = "key budget"
             return sample
-        if time.monotonic() >= deadline:
+        if deadline.passed():
             sample.stopped = "time budget"
             return sample
 
@@ -257,36 +257,50 @@ def targets(layout: redis_layout.Layout) -> dict[str, list[Target]]:
 
 
 ClientFactory = Callable[[str], redis.Redis]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the report's time budget runs out, on ``clock`` (monotonic seconds)."""
+
+    at: float
+    clock: Clock = time.monotonic
+
+    def passed(self) -> bool:
+        return self.clock() >= self.at
 
 
 def report(layout: redis_layout.Layout | None = None, client_for: ClientFactory | None = None,
-           budget: Budget = Budget(), broker_keys: BrokerKeys | None = None) -> dict[str, Any]:
+           budget: Budget = Budget(), broker_keys: BrokerKeys | None = None,
+           clock: Clock = time.monotonic) -> dict[str, Any]:
     """The occupancy of every Redis server of the layout, within ``budget``.
 
     ``broker_keys`` names the broker's keys as the transport options do
     (settings.CELERY_BROKER_TRANSPORT_OPTIONS); kombu's defaults otherwise.
+    ``clock`` measures the time budget (a test passes its own).
     """
     from workers import redis_clients
 
     layout = layout or redis_layout.resolve()
     classifier = Classifier(broker_keys)
     client_for = client_for or redis_clients.client
-    started = time.monotonic()
-    deadline = started + budget.seconds
+    started = clock()
+    deadline = Deadline(started + budget.seconds, clock)
     servers = [
         _server_report(address, dbs, client_for, budget, deadline, classifier)
         for address, dbs in targets(layout).items()
     ]
     return {
         "generated_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "duration_ms": round((clock() - started) * 1000, 1),
         "budget": {"keys_per_db": budget.keys_per_db, "seconds": budget.seconds},
         "servers": servers,
     }
 
 
 def _server_report(address: str, dbs: list[Target], client_for: ClientFactory, budget: Budget,
-                   deadline: float, classifier: Classifier) -> dict[str, Any]:
+                   deadline: Deadline, classifier: Classifier) -> dict[str, Any]:
     roles = [role for target in dbs for role in target.roles]
     entry: dict[str, Any] = {"address": address, "roles": roles, "reachable": True, "error": None,
                              "used_memory": None, "maxmemory": None, "databases": []}
@@ -301,10 +315,10 @@ def _server_report(address: str, dbs: list[Target], client_for: ClientFactory, b
     return entry
 
 
-def _db_report(target: Target, client_for: ClientFactory, budget: Budget, deadline: float,
+def _db_report(target: Target, client_for: ClientFactory, budget: Budget, deadline: Deadline,
                classifier: Classifier) -> dict[str, Any]:
     sample = DbSample(db=target.db, roles=list(target.roles), classifier=classifier)
-    if time.monotonic() >= deadline:
+    if deadline.passed():
         sample.stopped = "time budget"
         return sample.as_dict()
     return sample_db(client_for(target.roles[0]), sample, budget, deadline).as_dict()
