@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import shutil
+import shlex
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ if str(BASE_DIR) not in sys.path:  # `python /path/to/boot.py` from another fold
     sys.path.insert(0, str(BASE_DIR))
 
 from config import redis_layout  # noqa: E402  (stdlib only, see its docstring)
-from config.env import env_bool, env_int, env_list, env_str, secret_key, var_dir  # noqa: E402
+from config.env import EnvError, env_bool, env_int, env_list, env_str, secret_key, var_dir  # noqa: E402
 from config.redis_layout import LayoutError  # noqa: E402
 
 SUPERVISORD_CONF = BASE_DIR / "supervisord.conf"
@@ -164,7 +165,10 @@ def _check_split_database(plan: Plan) -> None:
     a SQLite file under this host's VAR_DIR cannot be shared."""
     if set(plan.roles) == set(ROLE_NAMES) or "all" in _requested_roles(plan.env):
         return
-    database_url = plan.env.get("DATABASE_URL", "").strip()
+    try:
+        database_url = env_str("DATABASE_URL", "", plan.env).strip()
+    except EnvError:
+        return  # already a problem line
     if not database_url or database_url.startswith("sqlite"):
         plan.findings.append(("", (
             f"BOOT_ROLES={plan.boot_roles!r} splits the programs across hosts, but the database is "
@@ -231,11 +235,26 @@ def _read_django(plan: Plan) -> None:
                 f"DJANGO_CSRF_TRUSTED_ORIGINS: {origin!r} needs a scheme, e.g. https://{origin}"
             )
     database_url = _collect(plan, lambda: env_str("DATABASE_URL", "", env), "").strip()
-    if database_url and not _looks_like_url(database_url):
+    if database_url and not _database_url_ok(database_url):
         plan.problems.append(
-            f"DATABASE_URL={redis_layout.mask_url(database_url)!r} is not a URL such as "
+            f"DATABASE_URL={redis_layout.mask_url(database_url)!r} is not a database URL such as "
             "postgres://user:password@host:5432/flowwatch or sqlite:////path/to/db.sqlite3"
         )
+
+
+def _database_url_ok(url: str) -> bool:
+    """Parsed as settings will parse it, when dj-database-url is installed."""
+    if not _looks_like_url(url):
+        return False
+    if importlib.util.find_spec("dj_database_url") is None:  # `check` before requirements
+        return True
+    import dj_database_url
+
+    try:
+        dj_database_url.parse(url)
+    except Exception:  # unknown scheme, bad port: its messages may quote the password
+        return False
+    return True
 
 
 def _looks_like_url(url: str) -> bool:
@@ -542,7 +561,7 @@ def worker_programs_text(plan: Plan) -> str:
     blocks = [WORKERS_GROUP.format(programs=",".join(f"worker-{group}" for group in groups))]
     blocks += [
         WORKER_PROGRAM.format(
-            group=group, queues=",".join(queues), python=literal(sys.executable), home=literal(BASE_DIR),
+            group=group, queues=",".join(queues), python=literal(shlex.quote(sys.executable)), home=literal(BASE_DIR),
             concurrency=plan.worker_concurrency, log_level=plan.log_level,
             log_dir=literal(plan.var_dir / "log"),
         )

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 ROLES: tuple[str, ...] = ("broker", "results", "cache", "channels")
 
@@ -54,7 +54,8 @@ CACHE_KEY_PREFIX = "fw"
 CHANNELS_PREFIX = "fw-channels"
 # Every short-lived Redis client (cache, readiness, controller) fails fast:
 # a dead Redis must give a 503 or an "unreachable", never a hang.
-CONNECT_TIMEOUT = 1.0
+# Connect 0.75 s, one retry: a dead cache answers within 2 s (DESIGN §7).
+CONNECT_TIMEOUT = 0.75
 SOCKET_TIMEOUT = 1.0
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
@@ -123,6 +124,16 @@ class RoleUrl:
     def masked_url(self) -> str:
         return mask_url(self.url)
 
+    @property
+    def client_url(self) -> str:
+        """The URL handed to clients: ``ssl_*`` options removed, so that the
+        layout's TLS keyword arguments are their only TLS settings."""
+        if not any(name.startswith("ssl_") for name, _ in self.query):
+            return self.url
+        parts = urlsplit(self.url)
+        kept = [(n, v) for n, v in self.query if not n.startswith("ssl_")]
+        return parts._replace(query=urlencode(kept)).geturl()
+
     def summary(self) -> dict[str, object]:
         return {
             "url": self.masked_url,
@@ -159,7 +170,7 @@ class Layout:
         """The role's URL; an invalid one falls back to the local default so
         Django can still start far enough to report it as a system check."""
         if role in self.roles:
-            return self.roles[role].url
+            return self.roles[role].client_url
         return local_url(role, self.local_port)
 
     def servers(self) -> dict[tuple[str, int], list[str]]:
@@ -205,16 +216,20 @@ class Layout:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
+    """The URL with any password replaced by ``***``.
+
+    Works on the text, not on a parse: a password with an unencoded ``/``,
+    ``?`` or ``#`` makes ``urlsplit`` cut the userinfo in the wrong place, and
+    such a URL is exactly the one that ends up in an error message.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    userinfo = (quote(unquote(parts.username), safe="") if parts.username else "") + ":***"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{userinfo}@{host}").geturl()
+    userinfo, _, after = rest.rpartition("@")  # the last @ ends the userinfo
+    user, colon, _secret = userinfo.partition(":")
+    if not colon or any(c in user for c in "/?#"):
+        return f"{scheme}://***@{after}"  # a lone userinfo may be a password too
+    return f"{scheme}://{user}:***@{after}"
 
 
 def _wants_insecure(role_url: RoleUrl) -> bool:
@@ -224,11 +239,17 @@ def _wants_insecure(role_url: RoleUrl) -> bool:
 def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
     """Parse one role's URL or raise LayoutError naming the variable."""
     variable = ROLE_VARIABLES[role]
+    _, _, rest = url.strip().partition("://")
+    if "@" in rest and any(c in rest.rpartition("@")[0] for c in "/?#"):
+        raise LayoutError(
+            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
+            "'/', '?' or '#'; percent-encode it (/ is %2F, ? is %3F, # is %23)"
+        )
     try:
         parts = urlsplit(url.strip())
         port = parts.port or 6379
-    except ValueError as exc:
-        raise LayoutError(f"{variable}: malformed URL {mask_url(url)!r} ({exc})") from None
+    except ValueError:  # the parser's message may quote part of a password
+        raise LayoutError(f"{variable}: malformed URL {mask_url(url)!r} (the port is not a number)") from None
     if parts.scheme not in SCHEMES:
         shown = parts.scheme or "(none)"
         raise LayoutError(
@@ -238,6 +259,7 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
         raise LayoutError(f"{variable}: no host in {mask_url(url)!r}")
     db = _parse_db(variable, url, parts.path)
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    _check_tls_options(variable, query)
     return RoleUrl(
         role=role,
         variable=variable,
@@ -251,6 +273,22 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
         query=query,
         from_env=from_env,
     )
+
+
+def _check_tls_options(variable: str, query: tuple[tuple[str, str], ...]) -> None:
+    """TLS settings come from the layout only (REDIS_CA_CERTS, certifi,
+    REDIS_TLS_INSECURE): redis-py and kombu let ``ssl_*`` options in a URL
+    override them, so any other ``ssl_*`` option, or a repeated one, could
+    quietly weaken verification and is refused."""
+    names = [name for name, _ in query if name.startswith("ssl_")]
+    for name in sorted(set(names)):
+        if name != "ssl_cert_reqs":
+            raise LayoutError(
+                f"{variable}: URL option {name!r} is not accepted; TLS is configured by "
+                "REDIS_CA_CERTS and REDIS_TLS_INSECURE (docs/configuration.md)"
+            )
+        if names.count(name) > 1:
+            raise LayoutError(f"{variable}: URL option {name!r} is given more than once")
 
 
 def _parse_db(variable: str, url: str, path: str) -> int:

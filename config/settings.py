@@ -83,6 +83,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # libpq waits forever for an unreachable host by default: /readyz and the
+    # controller's tick must give up and report instead.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Logging in must work while Redis is down (DESIGN §5): never cache sessions.
@@ -185,6 +189,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# Redis URLs carry passwords under names Django's debug page does not hide.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.errors.RedisAwareReporterFilter"
 
 LOGGING = {
     "version": 1,

@@ -166,7 +166,7 @@ PROBLEMS = [
     ({"METRICS_CONTROLLER_INTERVAL": "0"}, "METRICS_CONTROLLER_INTERVAL=0 must be at least 1"),
     ({"DJANGO_SECRET_KEY_FILE": "/nonexistent/key"}, "DJANGO_SECRET_KEY_FILE='/nonexistent/key' cannot be read"),
     ({"DJANGO_CSRF_TRUSTED_ORIGINS": "flowwatch.example.com"}, "DJANGO_CSRF_TRUSTED_ORIGINS: 'flowwatch.example.com' needs a scheme"),
-    ({"DATABASE_URL": "flowwatch.sqlite3"}, "DATABASE_URL='flowwatch.sqlite3' is not a URL"),
+    ({"DATABASE_URL": "flowwatch.sqlite3"}, "DATABASE_URL='flowwatch.sqlite3' is not a database URL"),
     ({"VAR_DIR": "/tmp/my var"}, "VAR_DIR='/tmp/my var' must not contain spaces"),
     ({"VAR_DIR": "/tmp/" + "v" * 100}, "is too long: the supervisor socket"),
     ({"FLOWWATCH_ADMIN_USER": "the boss"}, "FLOWWATCH_ADMIN_USER='the boss' is not a valid username"),
@@ -319,7 +319,7 @@ def test_supervisord_conf_defines_every_program_for_all_roles(tmp_path, monkeypa
     expected = {"redis", "web", "beat"} | worker_names() | ({"controller"} if "controller" in plan.roles else set())
     assert set(processes) == expected
     assert processes["redis"].command == (
-        f'{plan.redis_bin} --bind 127.0.0.1 --port 6499 --save "" --appendonly no --stop-writes-on-bgsave-error no'
+        f'"{plan.redis_bin}" --bind 127.0.0.1 --port 6499 --save "" --appendonly no --stop-writes-on-bgsave-error no'
     )
     assert min(processes.values(), key=lambda p: p.priority).name == "redis"
     assert shlex.split(processes["web"].command)[1:] == [
@@ -457,3 +457,31 @@ def test_a_split_installation_on_sqlite_is_warned_about(tmp_path):
     assert not any("cannot see it" in text for _code, text in shared.findings)
     whole = boot.resolve_plan(clean_env(tmp_path))
     assert not any("cannot see it" in text for _code, text in whole.findings)
+
+
+def test_programs_start_from_an_interpreter_whose_path_has_a_space(tmp_path, monkeypatch):
+    python = "/opt/flow watch/venv/bin/python"
+    monkeypatch.setattr(boot.sys, "executable", python)
+    redis_bin = tmp_path / "my redis" / "redis-server"
+    redis_bin.parent.mkdir()
+    redis_bin.write_text("#!/bin/sh\n")
+    redis_bin.chmod(0o755)
+    _plan, _options, processes = supervisor_programs(tmp_path, monkeypatch, REDIS_SERVER_BIN=str(redis_bin))
+    for name, process in processes.items():
+        argv = shlex.split(process.command)  # what supervisord does with a command
+        expected = str(redis_bin) if name == "redis" else python
+        assert argv[0] == expected, (name, process.command)
+
+
+def test_a_database_url_settings_cannot_parse_is_a_problem_without_its_password(tmp_path):
+    for url in ("foo://fw:hunter2@db:5432/fw", "postgres://fw:hunter2@db:notaport/fw"):
+        plan = boot.resolve_plan(clean_env(tmp_path, DATABASE_URL=url))
+        assert len(plan.problems) == 1 and plan.problems[0].startswith("DATABASE_URL="), plan.problems
+        assert "hunter2" not in plan.problems[0]
+
+
+def test_a_database_url_from_a_file_counts_for_the_split_installation_check(tmp_path):
+    secret = tmp_path / "database_url"
+    secret.write_text("postgres://fw:pw@db.internal:5432/fw\n")
+    plan = boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,controller", DATABASE_URL_FILE=str(secret)))
+    assert not any("cannot see it" in text for _code, text in plan.findings)
