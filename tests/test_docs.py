@@ -197,3 +197,41 @@ def test_every_shipped_doc_renders_and_its_links_to_other_docs_resolve(reader):
         html = reader.get(f"/docs/{entry.slug}/").content.decode()
         for slug in re.findall(r'href="/docs/([^/"#]+)/', html):
             assert docs.doc_path(slug) is not None, f"{entry.slug}.md links to missing {slug}.md"
+
+
+# --- rebuilt after a Redis restart ----------------------------------------------
+
+def test_the_docs_index_is_a_registered_cache_rebuilder():
+    from workers import rebuild
+
+    assert "docs_index" in rebuild.registered()
+
+
+def test_running_the_registered_rebuilders_repopulates_the_docs_index(doc_dir, clean_redis):
+    from apps.metrics.tasks import rebuild_caches
+
+    assert cache.get(docs.index_key()) is None  # an emptied cache, as after a restart
+    results = {result["name"]: result for result in rebuild_caches()}
+    assert results["docs_index"]["ok"] is True
+    assert cache.get(docs.index_key()) == docs.build_index()
+    assert docs.load_index().source == "cache"  # the first search after the restart finds it
+
+
+def test_a_rebuild_with_the_cache_down_is_reported_as_failed(doc_dir):
+    from workers.rebuild import run_rebuilders
+
+    with override_settings(CACHES=dead_cache()):
+        (result,) = run_rebuilders(["docs_index"])
+    assert result.ok is False and "Connection" in result.error
+
+
+def test_a_real_worker_rebuilds_the_docs_index_when_rebuild_caches_is_queued(clean_redis, celery_worker):
+    from apps.metrics.tasks import rebuild_caches
+
+    key = docs.index_key()  # the shipped docs: the worker reads the same files
+    rebuild_caches.apply_async()
+    for _ in range(200):  # the task's result is ignored: watch the cache key instead
+        if cache.get(key) is not None:
+            break
+        time.sleep(0.1)
+    assert cache.get(key) == docs.build_index()

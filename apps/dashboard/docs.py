@@ -9,6 +9,9 @@ point at their /docs/ pages.
 The search index lives in the cache ("docs_index" family, short timeout)
 under a fingerprint of the files, so an edited doc gets a fresh index; a
 missing index is rebuilt, and a cache that is down only costs the rebuild.
+:func:`rebuild_index` is also the "docs_index" cache rebuilder
+(workers/rebuild.py, registered in DashboardConfig.ready), so after a Redis
+restart the index is back before the first search needs it.
 """
 
 from __future__ import annotations
@@ -235,6 +238,17 @@ def load_index() -> IndexLookup:
     except CACHE_ERRORS:
         return IndexLookup(sections, "rebuilt, cache unavailable")
     return IndexLookup(sections, "rebuilt")
+
+
+def rebuild_index() -> int:
+    """Store a fresh index for the docs as they are now; the number of sections.
+
+    Unlike :func:`load_index` it lets a cache error through, so that the
+    rebuild is reported as failed rather than silently skipped.
+    """
+    sections = build_index()
+    cache.set(index_key(), sections, timeout=cache_families.timeout("docs_index"))
+    return len(sections)
 
 
 class Hit(TypedDict):
