@@ -18,6 +18,25 @@ from workers.queues import QUEUE_NAMES
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
 
+# How long the channels Redis stays down while the page's attempts are counted.
+OUTAGE_WINDOW_MS = 15_000
+# With the backoff (1, 2, 4, 8, 15 s, jitter ±20 %) at most four websocket
+# attempts start within the window, and polling stays every 3 s (at most six
+# polls). A page that resets its backoff on every accepted handshake makes
+# about one of each every second.
+MAX_WEBSOCKET_ATTEMPTS = 5
+MAX_POLLS = 7
+
+# Every value #live-indicator's data-state takes from now on, in order.
+RECORD_INDICATOR = """() => {
+    window.indicatorStates = [];
+    const indicator = document.getElementById('live-indicator');
+    new MutationObserver(records => {
+        for (const record of records) window.indicatorStates.push(record.oldValue);
+        window.indicatorStates.push(indicator.dataset.state);
+    }).observe(indicator, {attributes: true, attributeFilter: ['data-state'], attributeOldValue: true});
+}"""
+
 
 @pytest.fixture(scope="module")
 def channels_redis():
@@ -41,6 +60,11 @@ def outage_stack(django_db_setup, redis_server, channels_redis):
     consumers.stop()
 
 
+def ensure_running(server: RedisServer) -> None:
+    if server.process is None:
+        server.start()
+
+
 def test_stopping_the_channels_redis_flips_to_polling_and_numbers_keep_updating(
         outage_stack, channels_redis, chromium, superadmin):  # noqa: F811
     server, broker = outage_stack
@@ -61,5 +85,33 @@ def test_stopping_the_channels_redis_flips_to_polling_and_numbers_keep_updating(
         push(broker, "payload_read", 1)
         wait_for_row(page, "payload_read", "6")
     finally:
+        ensure_running(channels_redis)
         drop_queues(broker, "payload_read")
+        context.close()
+
+
+def test_while_the_channels_redis_is_down_the_page_backs_off_and_never_shows_live(
+        outage_stack, channels_redis, chromium, superadmin):  # noqa: F811
+    server, _ = outage_stack
+    context, page, _ = open_page(chromium, server, superadmin)
+    websockets, polls = [], []
+    page.on("websocket", lambda socket: websockets.append(socket.url))
+    page.on("request", lambda request: "/api/metrics/" in request.url
+            and "/history/" not in request.url and polls.append(request.url))
+    try:
+        wait_for_indicator(page, "live")
+        page.evaluate(RECORD_INDICATOR)
+        sockets_before, polls_before = len(websockets), len(polls)
+
+        channels_redis.stop()  # the server now accepts each websocket, then closes it with 4503
+        wait_for_indicator(page, "polling")
+        page.wait_for_timeout(OUTAGE_WINDOW_MS)  # a window to count in; nothing asserts durations
+
+        attempts, poll_count = len(websockets) - sockets_before, len(polls) - polls_before
+        assert 1 <= attempts <= MAX_WEBSOCKET_ATTEMPTS, f"{attempts} websocket attempts in the window"
+        assert poll_count <= MAX_POLLS, f"{poll_count} polls of /api/metrics/ in the window"
+        states = page.evaluate("window.indicatorStates")
+        assert states[0] == "live" and "live" not in states[1:], states  # no flicker back to live
+    finally:
+        ensure_running(channels_redis)
         context.close()

@@ -1,11 +1,14 @@
 /* Flowwatch superadmin metrics page: live over the websocket, polling when it is down.
  *
  * States of the indicator (data-state on #live-indicator):
- *   connecting   first websocket attempt
- *   live         websocket open, snapshots pushed by the controller
+ *   connecting   first websocket attempt, or open but no snapshot received yet
+ *   live         a snapshot arrived over the websocket; the controller pushes the rest
  *   reconnecting websocket down and no fresh data yet
  *   polling      websocket down, /api/metrics/ polled every few seconds;
- *                the websocket is retried with exponential backoff
+ *                the websocket is retried with exponential backoff, which
+ *                resets only when a snapshot arrives over it: a server that
+ *                accepts and then closes (4503, channels Redis down) is
+ *                retried less and less often, not every second
  *   refused      the server closed with 4403 (not a superadmin): no retries
  * No dependencies; charts are plain SVG.
  */
@@ -199,14 +202,14 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + config.ws_path);
     state.socket = socket;
+    // An open socket proves little: with the channels Redis down the server
+    // accepts, then closes with 4503.  Only a snapshot counts as "live".
     socket.onopen = function () {
-      state.attempts = 0;
-      stopPolling();
-      setMode("live");
+      if (state.mode === "connecting") setMode("connecting", "connecting… (waiting for a snapshot)");
     };
     socket.onmessage = function (event) {
       var frame = JSON.parse(event.data);
-      if (frame.type === "snapshot") { applySnapshot(frame.snapshot); banner(""); }
+      if (frame.type === "snapshot") onLiveSnapshot(frame.snapshot);
       else if (frame.type === "error") banner(frame.detail || frame.error);
     };
     socket.onclose = function (event) {
@@ -221,6 +224,14 @@
       startPolling();
       scheduleReconnect();
     };
+  }
+
+  function onLiveSnapshot(snapshot) {
+    state.attempts = 0;
+    stopPolling();
+    setMode("live");
+    applySnapshot(snapshot);
+    banner("");
   }
 
   function scheduleReconnect() {
