@@ -209,12 +209,15 @@ def chromium():
             os.environ[ASYNC_UNSAFE] = previous
 
 
-def open_page(browser, server: WebServer, user, path: str = METRICS):
+def open_page(browser, server: WebServer, user, path: str = METRICS, before_goto=None):
+    """A new context logged in as ``user``; ``before_goto(page)`` may set routes first."""
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     if user is not None:
         context.add_cookies([session_cookie(user, server.url)])
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
+    if before_goto is not None:
+        before_goto(page)
     response = page.goto(server.url + path)
     return context, page, response
 

@@ -20,6 +20,7 @@
   var SVG_NS = "http://www.w3.org/2000/svg";
   var CLOSE_FORBIDDEN = 4403;
   var BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+  var RECENT_RESTART_MS = 3600 * 1000;  // a restart within the last hour is shown in the warning colour
 
   var state = {
     mode: "connecting", socket: null, attempts: 0, reconnectTimer: null, pollTimer: null,
@@ -50,9 +51,9 @@
     return isNaN(d) ? iso : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
   }
 
-  function fmtShort(iso) {  // "11-24 01:24 UTC": enough for a restart within the uptime column
+  function fmtShort(iso) {  // "2026-11-24 01:24 UTC": short enough for the uptime column
     var d = new Date(iso);
-    return isNaN(d) ? iso : d.toISOString().slice(5, 16).replace("T", " ") + " UTC";
+    return isNaN(d) ? iso : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
   }
 
   // --- small DOM helpers ----------------------------------------------------
@@ -123,9 +124,18 @@
     setText(row, "persistence", persistenceText(r.persistence));
     cell(row, "persistence").classList.toggle("warn-text", !!(r.persistence && !r.persistence.persistent));
     setText(row, "uptime", fmtDuration(r.uptime_seconds));
-    setText(row, "restart", r.last_restart_at ? "restarted " + fmtShort(r.last_restart_at) : "no restart seen");
-    cell(row, "restart").classList.toggle("warn-text", !!r.last_restart_at);
+    applyRestart(cell(row, "restart"), r.last_restart_at, state.snapshot.collected_at);
     setBadge(row, r.reachable ? r.status : "critical", r.reasons);
+  }
+
+  // last_restart_at is the last restart the controller saw (a changed run_id),
+  // null when it saw none; "recent" is measured on the controller's clock.
+  function applyRestart(target, restartedAt, collectedAt) {
+    var at = Date.parse(restartedAt), now = Date.parse(collectedAt);
+    if (isNaN(now)) now = Date.now();
+    target.textContent = restartedAt ? "restarted " + fmtShort(restartedAt) : "no restart seen";
+    target.title = restartedAt ? fmtTime(restartedAt) : "";
+    target.classList.toggle("warn-text", !isNaN(at) && now - at < RECENT_RESTART_MS);
   }
 
   function persistenceText(p) {
@@ -262,6 +272,8 @@
             banner("");
             setMode("polling", "polling (websocket down)");
           } else {
+            // 503 cache_unavailable (cache down, or no snapshot cached) and the
+            // older no_snapshot alike: the detail says which.
             setMode("reconnecting");
             banner("Polling /api/metrics/ failed: " + (body.detail || body.error || response.status), "error");
           }
