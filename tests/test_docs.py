@@ -201,12 +201,6 @@ def test_every_shipped_doc_renders_and_its_links_to_other_docs_resolve(reader):
 
 # --- rebuilt after a Redis restart ----------------------------------------------
 
-def test_the_docs_index_is_a_registered_cache_rebuilder():
-    from workers import rebuild
-
-    assert "docs_index" in rebuild.registered()
-
-
 def test_running_the_registered_rebuilders_repopulates_the_docs_index(doc_dir, clean_redis):
     from apps.metrics.tasks import rebuild_caches
 
