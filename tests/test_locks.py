@@ -89,3 +89,33 @@ def test_the_controller_cleans_dead_locks_every_tick(client):
     assert controller.tick()
     controller.leader.release()
     assert not client.exists("fw:lock:held-by-dead")
+
+
+def test_a_lock_of_a_crashed_worker_is_dead_once_another_instance_beats_under_its_name(client):
+    fake_worker(client, "hot@host", instance="second-start")
+    Lock(client, KEYS, "held-by-crashed", ttl=60, owner="hot@host#first-start").acquire()
+    Lock(client, KEYS, "held-by-current", ttl=60, owner="hot@host#second-start").acquire()
+    assert clean_dead_locks(client, KEYS) == ["held-by-crashed"]
+    assert client.exists("fw:lock:held-by-current")
+
+
+def test_the_cleaner_uses_the_heartbeats_it_is_given_instead_of_reading_them_again(client):
+    Lock(client, KEYS, "held-by-gone", ttl=60, owner="gone@host#1").acquire()
+    client.config_resetstat()
+    assert clean_dead_locks(client, KEYS, heartbeats={}) == ["held-by-gone"]
+    assert "cmdstat_hgetall" not in client.info("commandstats")
+
+
+def test_a_worker_process_owns_its_locks_by_worker_name_and_instance(client):
+    from workers import heartbeat
+
+    saved = dict(heartbeat._state)
+    try:
+        heartbeat.remember_worker_name(sender="hot@host")  # celeryd_init, before the pool forks
+        first = heartbeat._state["instance"]
+        assert Lock(client, KEYS, "tenant:1", ttl=30).owner == f"hot@host#{first}"
+        heartbeat.remember_worker_name(sender="hot@host")  # the next start of the same worker
+        assert heartbeat._state["instance"] != first
+    finally:
+        heartbeat._state.clear()
+        heartbeat._state.update(saved)

@@ -8,7 +8,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from tests.test_metrics_support import KEYS, fill, layout_for, message, private_server
+from tests.test_metrics_support import KEYS, fake_worker, fill, layout_for, message, private_server
 from workers.collect import Collector, read_broker
 from workers.collect_keys import BrokerKeys
 from workers.probe import probe
@@ -151,3 +151,39 @@ def test_the_collection_costs_one_round_trip_to_the_broker_whatever_the_queue_co
     assert commands["lindex"] == 4 * len(queues)
     assert commands["hlen"] == 1 and commands["zrange"] == 1 and commands["hgetall"] == 4
     assert commands["info"] == 1  # the collector's (the observer's own is counted after it answered)
+
+
+def test_a_heartbeat_that_is_not_a_json_object_is_left_out_not_the_collection(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client, "good@host")
+    client.hset("fw:workers", mapping={"x@h": '"oops"', "y@h": "{not json", "z@h": '{"ts": "soon", "queues": []}'})
+    reading = read_broker(client, KEYS, QUEUE_NAMES)
+    assert list(reading.workers) == ["good@host"]
+    assert sorted(reading.unreadable_workers) == ["x@h", "y@h", "z@h"]
+
+
+def test_a_processed_counter_that_is_not_an_integer_is_left_out_not_the_collection(clean_redis):
+    client = clean_redis.client(0)
+    client.hset("fw:processed:total", mapping={"ai": "abc", "stats_cache": 7})
+    reading = read_broker(client, KEYS, QUEUE_NAMES)
+    assert reading.processed_total == {"stats_cache": 7}
+
+
+def test_a_malformed_entry_is_logged_once_however_many_collections_see_it(clean_redis, caplog):
+    client = clean_redis.client(0)
+    client.hset("fw:processed:total", "messagelog_customheaders", "not-a-number")
+    with caplog.at_level("WARNING", logger="flowwatch.collect"):
+        for _ in range(3):
+            read_broker(client, KEYS, QUEUE_NAMES)
+    logged = [r.getMessage() for r in caplog.records if "messagelog_customheaders" in r.getMessage()]
+    assert len(logged) == 1
+    assert "fw:processed:total" in logged[0] and "not-a-number" in logged[0]
+
+
+def test_the_collector_holds_one_client_per_server_and_none_unused(clean_redis):
+    with private_server() as other:
+        collector = Collector(layout_for(clean_redis.port, channels=other.url(3)), {}, QUEUE_NAMES)
+        clients = [*collector.clients.values(), collector.broker_client]
+        collector.close()
+    assert len({id(c) for c in clients}) == len(collector.servers) == 2
+    assert collector.broker_server not in collector.clients  # read through broker_client only

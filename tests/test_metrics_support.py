@@ -41,9 +41,11 @@ def fill(client, key: str, count: int, sent_at: float | None = None) -> None:
 
 
 def fake_worker(client, name: str = "fake@host", queues: tuple[str, ...] = QUEUE_NAMES,
-                age: float = 0.0, keys: BrokerKeys = KEYS) -> dict[str, Any]:
+                age: float = 0.0, keys: BrokerKeys = KEYS, instance: str | None = None) -> dict[str, Any]:
     """A heartbeat as a worker writes it, ``age`` seconds old."""
     payload = heartbeat_payload(name, list(queues), time.time())
+    if instance is not None:
+        payload["instance"] = instance
     payload["ts"] -= age
     write_heartbeat(client, keys, payload)
     return payload

@@ -19,12 +19,19 @@ save``) per other distinct server of the four roles; :func:`read_all` runs them
 in parallel so that several dead servers cost one connect timeout, not several.
 
 Nothing here knows a threshold or a Django model: it returns readings.
+
+The ``fw:`` hashes are writable by anything with broker access: an entry that
+cannot be read (a heartbeat that is not a JSON object, a counter that is not
+an integer) is left out of the reading and logged once; it spoils that one
+figure, never the collection.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +41,10 @@ import redis
 
 from config.redis_layout import Layout
 from workers.collect_keys import BrokerKeys
+from workers.heartbeat import parse_heartbeat
 from workers.routing import SENT_AT_HEADER
+
+logger = logging.getLogger("flowwatch.collect")
 
 
 @dataclass
@@ -69,6 +79,7 @@ class BrokerReading:
     processed_total: dict[str, int]
     server: ServerReading
     read_at: float
+    unreadable_workers: list[str] = field(default_factory=list)  # fw:workers fields left out
 
 
 @dataclass
@@ -95,10 +106,42 @@ def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     return f"error: {text}"
 
 
-def _ints(mapping: Any) -> dict[str, int]:
+class _Once:
+    """Logs each malformed entry once per process, not every tick it stays."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def skip(self, what: str) -> None:
+        with self.lock:
+            if what in self.seen:
+                return
+            if len(self.seen) < self.LIMIT:
+                self.seen.add(what)
+        logger.warning("skipped a malformed entry: %s (it is left out of the metrics)", what)
+
+
+_malformed = _Once()
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _ints(mapping: Any, key: str) -> dict[str, int]:
+    """A counter hash; a field whose value is not an integer is skipped."""
     if not isinstance(mapping, dict):
         return {}
-    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in mapping.items()}
+    found = {}
+    for field_name, value in mapping.items():
+        try:
+            found[_text(field_name)] = int(value)
+        except (ValueError, TypeError):
+            _malformed.skip(f"{key} field {_text(field_name)!r}: {_text(value)[:80]!r} is not an integer")
+    return found
 
 
 def _sent_at(raw: Any) -> float | None:
@@ -112,14 +155,18 @@ def _sent_at(raw: Any) -> float | None:
         return None
 
 
-def _workers(mapping: Any) -> dict[str, dict[str, Any]]:
-    found = {}
-    for name, raw in (mapping or {}).items():
-        try:
-            found[name.decode()] = json.loads(raw)
-        except (ValueError, AttributeError):
+def _workers(mapping: Any, key: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(readable heartbeats by worker name, names of unreadable entries)."""
+    found, unreadable = {}, []
+    for raw_name, raw in (mapping if isinstance(mapping, dict) else {}).items():
+        name = _text(raw_name)
+        payload = parse_heartbeat(raw)
+        if payload is None:
+            unreadable.append(name)
+            _malformed.skip(f"{key} field {name!r}: {_text(raw)[:80]!r} is not a heartbeat")
             continue
-    return found
+        found[name] = payload
+    return found, unreadable
 
 
 def _save(reply: Any) -> str | None:
@@ -161,17 +208,19 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
     lengths = {q: [r if isinstance(r, int) else 0 for r in (next(replies) for _ in subs[q])] for q in queues}
     tails = {q: [_sent_at(next(replies)) for _ in subs[q]] for q in queues}
     unacked, oldest, workers, this_minute, last_minute, total, info, save = (next(replies) for _ in range(8))
+    heartbeats, unreadable = _workers(workers, keys.workers)
     return BrokerReading(
         queues={q: _queue_reading(q, keys, lengths[q], tails[q]) for q in queues},
         unacked_count=unacked if isinstance(unacked, int) else 0,
         unacked_oldest_at=float(oldest[0][1]) if isinstance(oldest, list) and oldest else None,
-        workers=_workers(workers if isinstance(workers, dict) else {}),
-        processed_this_minute=_ints(this_minute),
-        processed_last_minute=_ints(last_minute),
-        processed_total=_ints(total),
+        workers=heartbeats,
+        processed_this_minute=_ints(this_minute, keys.processed_minute(minute)),
+        processed_last_minute=_ints(last_minute, keys.processed_minute(minute - 1)),
+        processed_total=_ints(total, keys.processed_total),
         server=ServerReading(server, roles or ["broker"], True, info=info if isinstance(info, dict) else {},
                              save=_save(save), read_at=now),
         read_at=now,
+        unreadable_workers=unreadable,
     )
 
 
@@ -205,9 +254,11 @@ def _passwords(client: redis.Redis) -> list[str]:
 class Collector:
     """Reads the broker and every other distinct server of a layout.
 
-    Holds one client per server for its lifetime: redis-py reconnects a
-    broken connection by itself at the next command, which is how the
-    controller recovers after a Redis restart without any special code.
+    Holds one client per server for its lifetime (the broker's server is read
+    through :attr:`broker_client`, the others through :attr:`clients`):
+    redis-py reconnects a broken connection by itself at the next command,
+    which is how the controller recovers after a Redis restart without any
+    special code.
     """
 
     def __init__(self, layout: Layout, transport_options: Mapping[str, Any] | None,
@@ -218,12 +269,13 @@ class Collector:
         self.keys = BrokerKeys.from_options(transport_options)
         self.queues = tuple(queues)
         self.servers = layout.servers()
-        self.clients: dict[tuple[str, int], redis.Redis] = {
-            server: client_for(roles[0], layout, **(client_options or {})) for server, roles in self.servers.items()
-        }
         broker = layout.roles.get("broker")
         self.broker_server = broker.server if broker else None
         self.broker_client = client_for("broker", layout, **(client_options or {})) if broker else None
+        self.clients: dict[tuple[str, int], redis.Redis] = {
+            server: client_for(roles[0], layout, **(client_options or {}))
+            for server, roles in self.servers.items() if server != self.broker_server
+        }
 
     def collect(self) -> Collection:
         started = time.monotonic()
@@ -248,5 +300,6 @@ class Collector:
         return reading, reading.server
 
     def close(self) -> None:
-        for client in {id(c): c for c in [*self.clients.values(), self.broker_client] if c}.values():
-            client.close()
+        for client in [*self.clients.values(), self.broker_client]:
+            if client is not None:
+                client.close()

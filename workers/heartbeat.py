@@ -1,16 +1,21 @@
 """Worker heartbeats and processed counters, written by Celery worker signals.
 
-Imported by ``config/celery.py`` so that every worker connects these handlers.
+Imported by :mod:`apps.metrics.tasks`, which Celery autodiscovers in every
+worker before it sends ``celeryd_init``, so every worker connects these
+handlers (importing this module again elsewhere is harmless).
 What they write into the broker Redis (names from :mod:`workers.collect_keys`,
 behind kombu's ``global_keyprefix``):
 
 ``fw:workers`` (hash)
     field = worker name (``group@host``), value = JSON ``{name, group, host,
-    pid, queues, started_at, ts}``.  Written at ``worker_ready`` and then every
-    :data:`HEARTBEAT_INTERVAL` seconds by a daemon thread; the field is removed
-    at ``worker_shutdown``.  A worker is *alive* while ``now - ts <=``
-    :data:`HEARTBEAT_TTL`.  The hash itself expires :data:`WORKERS_KEY_TTL`
-    seconds after the last heartbeat of any worker.
+    pid, queues, instance, started_at, ts}``.  Written at ``worker_ready`` and
+    then every :data:`HEARTBEAT_INTERVAL` seconds by a daemon thread; the field
+    is removed at ``worker_shutdown``.  A worker is *alive* while ``now - ts
+    <=`` :data:`HEARTBEAT_TTL`.  The hash itself expires
+    :data:`WORKERS_KEY_TTL` seconds after the last heartbeat of any worker.
+    ``instance`` is random per worker start (:func:`remember_worker_name`), so
+    a worker that supervisor restarts under the same name is told apart from
+    the one that crashed: locks carry it in their owner (:func:`lock_owner`).
 ``fw:processed:<epoch minute>`` (hash)
     field = queue, value = tasks finished in that minute (``task_postrun``,
     keyed by the delivery's routing key).  Expires after
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import secrets
 import socket
 import threading
 import time
@@ -49,6 +56,8 @@ HEARTBEAT_TTL = 30.0
 WORKERS_KEY_TTL = 3600
 PROCESSED_MINUTE_TTL = 180
 PROCESSED_TOTAL_TTL = 7 * 24 * 3600
+# Lock owners of workers are "<worker name>#<instance>" (workers/locks.py).
+INSTANCE_SEPARATOR = "#"
 
 _clients: dict[int, redis.Redis] = {}
 _state: dict[str, Any] = {}
@@ -85,10 +94,36 @@ def _guarded(action: str, write) -> bool:
     return True
 
 
-def heartbeat_payload(name: str, queues: list[str], started_at: float) -> dict[str, Any]:
+def heartbeat_payload(name: str, queues: list[str], started_at: float,
+                      instance: str | None = None) -> dict[str, Any]:
     group, _, host = name.partition("@")
     return {"name": name, "group": group, "host": host or socket.gethostname(), "pid": os.getpid(),
-            "queues": queues, "started_at": started_at, "ts": time.time()}
+            "queues": queues, "instance": instance, "started_at": started_at, "ts": time.time()}
+
+
+def parse_heartbeat(raw: Any) -> dict[str, Any] | None:
+    """A heartbeat payload as readers use it, or None when it is malformed.
+
+    The hash is writable by anyone with broker access: a value that is not a
+    JSON object with a finite number ``ts`` and a list of queue names must
+    spoil that one entry, never the reader.
+    """
+    try:
+        payload = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    ts = payload.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return None
+    queues = payload.get("queues", [])
+    if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
+        return None
+    instance = payload.get("instance")
+    if instance is not None and not isinstance(instance, str):
+        return None
+    return payload
 
 
 def write_heartbeat(client: redis.Redis, keys: BrokerKeys, payload: dict[str, Any]) -> None:
@@ -116,14 +151,14 @@ def count_processed(client: redis.Redis, keys: BrokerKeys, queue: str, now: floa
 class _Beater(threading.Thread):
     """Writes this worker's heartbeat every HEARTBEAT_INTERVAL seconds."""
 
-    def __init__(self, keys: BrokerKeys, name: str, queues: list[str]) -> None:
+    def __init__(self, keys: BrokerKeys, name: str, queues: list[str], instance: str) -> None:
         super().__init__(name="fw-heartbeat", daemon=True)
-        self.keys, self.worker_name, self.queues = keys, name, queues
+        self.keys, self.worker_name, self.queues, self.instance = keys, name, queues, instance
         self.started_at = time.time()
         self.stopping = threading.Event()
 
     def beat(self) -> bool:
-        payload = heartbeat_payload(self.worker_name, self.queues, self.started_at)
+        payload = heartbeat_payload(self.worker_name, self.queues, self.started_at, self.instance)
         return _guarded("heartbeat", lambda: write_heartbeat(broker_client(), self.keys, payload))
 
     def run(self) -> None:
@@ -131,16 +166,28 @@ class _Beater(threading.Thread):
             self.beat()
 
 
-def current_worker() -> str | None:
-    """This process's worker name, for lock owners; None outside a worker."""
-    return _state.get("name")
+def new_instance() -> str:
+    return secrets.token_hex(8)
+
+
+def lock_owner() -> str | None:
+    """``group@host#<instance>`` of this process's worker, for lock owners; None outside a worker.
+
+    Pool children share their worker's owner: the heartbeat that proves them
+    alive is the worker's.
+    """
+    name, instance = _state.get("name"), _state.get("instance")
+    if not name:
+        return None
+    return f"{name}{INSTANCE_SEPARATOR}{instance}" if instance else name
 
 
 @celeryd_init.connect
 def remember_worker_name(sender: Any = None, **_: Any) -> None:
-    """Before the pool forks, so that task processes know their worker's name."""
+    """Before the pool forks, so that task processes know their worker's name
+    and this start's instance id (a restarted worker gets a new one)."""
     if sender:
-        _state["name"] = str(sender)
+        _state.update(name=str(sender), instance=new_instance())
 
 
 @worker_ready.connect
@@ -148,10 +195,12 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
     """``sender`` is the worker's Consumer: its hostname and queues."""
     name = sender.hostname
     queues = sorted(q for q in sender.app.amqp.queues.consume_from if q in QUEUE_NAMES)
-    beater = _Beater(_keys(sender.app), name, queues)
+    if _state.get("name") != name or not _state.get("instance"):
+        _state.update(name=name, instance=new_instance())
+    beater = _Beater(_keys(sender.app), name, queues, _state["instance"])
     beater.beat()
     beater.start()
-    _state.update(name=name, beater=beater)
+    _state["beater"] = beater
 
 
 @worker_shutdown.connect

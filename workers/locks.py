@@ -1,30 +1,35 @@
 """Worker locks: an owner token and a TTL; only the owner releases (DESIGN §6).
 
 A lock is the key ``fw:lock:<name>`` in the broker Redis whose value is
-``<owner>|<token>``: the owner is the worker name (``group@host``, the field
-of its heartbeat in ``fw:workers``) or, outside a worker, ``host:pid``; the
-token is random per acquisition.  Release and extension are Lua scripts that
-act only when the value is still exactly ours, so a lock that expired and was
-taken by someone else is never released by the late first owner.
+``<owner>|<token>``.  The owner is, in a worker, ``group@host#<instance>``:
+the worker's name (the field of its heartbeat in ``fw:workers``) and the
+instance id of this start of it, which the heartbeat carries too (pool
+children share it); outside a worker it is ``host:pid``.  The token is
+random per acquisition.  Release and extension are Lua scripts that act only
+when the value is still exactly ours, so a lock that expired and was taken by
+someone else is never released by the late first owner.
 
 :func:`clean_dead_locks` (run by the controller every tick) deletes locks whose
-owner is a worker whose heartbeat has expired; owners that never wrote a
-heartbeat (management commands, the web process) are left to their TTL.
+owner is a worker that is not alive: its heartbeat expired or is gone, or the
+worker heartbeating under that name is another instance (supervisor
+restarted a crashed worker: its locks are dead at once, not after their
+TTL).  Owners that never wrote a heartbeat (management commands, the web
+process) are left to their TTL.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import redis
 
 from workers.collect_keys import BrokerKeys
-from workers.heartbeat import HEARTBEAT_TTL, current_worker
+from workers.heartbeat import HEARTBEAT_TTL, INSTANCE_SEPARATOR, lock_owner, parse_heartbeat
 
 SEPARATOR = "|"
 
@@ -41,7 +46,7 @@ _EXTEND = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
 
 
 def default_owner() -> str:
-    return current_worker() or f"{socket.gethostname()}:{os.getpid()}"
+    return lock_owner() or f"{socket.gethostname()}:{os.getpid()}"
 
 
 class LockNotOwned(RuntimeError):
@@ -94,28 +99,47 @@ def owner_of(value: bytes | str | None) -> str | None:
     return owner if sep else None
 
 
-def alive_workers(client: redis.Redis, keys: BrokerKeys, now: float | None = None) -> tuple[set[str], set[str]]:
-    """(alive, known) worker names from the heartbeat hash."""
-    now = now or time.time()
-    alive, known = set(), set()
+def read_heartbeats(client: redis.Redis, keys: BrokerKeys) -> dict[str, dict[str, Any]]:
+    """The readable heartbeats of ``fw:workers`` by worker name (malformed entries left out)."""
+    found = {}
     for name, raw in client.hgetall(keys.workers).items():
-        worker = name.decode()
-        known.add(worker)
-        try:
-            if now - float(json.loads(raw)["ts"]) <= HEARTBEAT_TTL:
-                alive.add(worker)
-        except (ValueError, KeyError, TypeError):
-            continue
-    return alive, known
+        payload = parse_heartbeat(raw)
+        if payload is not None:
+            found[name.decode(errors="replace")] = payload
+    return found
 
 
-def clean_dead_locks(client: redis.Redis, keys: BrokerKeys, now: float | None = None) -> list[str]:
-    """Delete locks of workers whose heartbeat expired; returns the lock names deleted.
+def owner_alive(owner: str, heartbeats: Mapping[str, Mapping[str, Any]], now: float) -> bool | None:
+    """Whether a worker owner is alive; None for owners that are not workers.
 
-    Three round trips however many keys the broker holds: the heartbeats, the
+    ``group@host#<instance>`` is alive while the heartbeat of ``group@host``
+    is fresh AND carries that instance.  A bare ``group@host`` (a lock taken
+    before instance ids existed) is alive while that name's heartbeat is fresh.
+    """
+    name, sep, instance = owner.rpartition(INSTANCE_SEPARATOR)
+    if not sep:
+        name, instance = owner, None
+    if "@" not in name:
+        return None  # host:pid of a command or the web process: left to its TTL
+    beat = heartbeats.get(name)
+    if beat is None or now - float(beat["ts"]) > HEARTBEAT_TTL:
+        return False
+    return instance is None or beat.get("instance") == instance
+
+
+def clean_dead_locks(client: redis.Redis, keys: BrokerKeys,
+                     heartbeats: Mapping[str, Mapping[str, Any]] | None = None,
+                     now: float | None = None) -> list[str]:
+    """Delete locks of workers that are not alive; returns the lock names deleted.
+
+    ``heartbeats`` are the parsed payloads of ``fw:workers`` by name (the
+    controller passes the ones its collection just read); without them they
+    are read here.  Two round trips however many keys the broker holds: the
     lock index and the lock values; then one compare-and-delete per dead lock.
     """
-    alive, known = alive_workers(client, keys, now)
+    now = now or time.time()
+    if heartbeats is None:
+        heartbeats = read_heartbeats(client, keys)
     lock_keys = sorted(client.smembers(keys.lock_index))
     if not lock_keys:
         return []
@@ -126,15 +150,10 @@ def clean_dead_locks(client: redis.Redis, keys: BrokerKeys, now: float | None = 
         owner = owner_of(value)
         if value is None:
             expired.append(key)  # gone by its TTL: only the index entry is left
-        elif owner is not None and owner not in alive and (owner in known or _looks_like_worker(owner)):
+        elif owner is not None and owner_alive(owner, heartbeats, now) is False:
             # Compare-and-delete: a lock re-taken since the MGET stays.
             if client.eval(_RELEASE, 2, key, keys.lock_index, value):
                 deleted.append(key.decode()[prefix_len:])
     if expired:
         client.srem(keys.lock_index, *expired)
     return deleted
-
-
-def _looks_like_worker(owner: str) -> bool:
-    """Worker names are ``group@host``; a forgotten worker's lock is dead too."""
-    return "@" in owner

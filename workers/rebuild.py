@@ -1,17 +1,35 @@
 """Cache rebuilders: what the ``stats_cache`` queue runs after a Redis restart.
 
-An app registers a function that refills one of its cache families::
+The registry API (all of it):
 
-    from workers.rebuild import rebuilder
+``rebuilder(name)``
+    a decorator that registers a function taking no argument as the rebuilder
+    called ``name``, e.g.::
 
-    @rebuilder("stats")
-    def rebuild_stats() -> None: ...
+        from workers.rebuild import rebuilder
 
-The controller queues a rebuild of every registered cache at once when a
-Redis server restarted (its run_id changed), and beat queues one
-periodically; both run :func:`run_rebuilders` in a ``stats_cache`` worker.
-Registration happens at import, so a rebuilder lives in a module the worker
-imports (an app's ``tasks.py`` or its ``AppConfig.ready``).
+        @rebuilder("docs_index")
+        def rebuild_docs_index() -> None: ...
+
+    One function per name: registering another function under a taken name
+    raises ``ValueError``; registering the same one again is a no-op (a
+    module imported twice).
+``unregister(name)``
+    removes it (tests).
+``run_rebuilders(names=None)``
+    runs the named rebuilders (names nobody registered are skipped), all of
+    them in registration order when ``names`` is None; one that raises is
+    logged and reported, and the others still run.  Returns one
+    :class:`RebuildResult` (name, ok, seconds, error) per rebuilder run.
+
+The controller queues ``apps.metrics.tasks.rebuild_caches`` (which calls
+:func:`run_rebuilders` and logs each result) at once when a Redis server
+restarted (its run_id changed), and beat queues it periodically; it runs in a
+``stats_cache`` worker.  Registration happens at import, so a rebuilder must
+live in a module every process imports: an app's ``AppConfig.ready()`` (as
+``apps.dashboard`` does for ``docs_index``) or its ``tasks.py``.  A rebuilder
+should be idempotent and fill its cache from the database (Redis may have
+lost everything).
 """
 
 from __future__ import annotations
@@ -48,10 +66,6 @@ def rebuilder(name: str) -> Callable[[Rebuilder], Rebuilder]:
         return func
 
     return register
-
-
-def registered() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
 
 
 def unregister(name: str) -> None:
