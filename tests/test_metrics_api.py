@@ -102,11 +102,13 @@ def test_the_api_answers_the_latest_snapshot(client, published, superadmin):
     assert body["events"][0]["at"] >= body["events"][-1]["at"]  # latest first
 
 
-def test_without_a_snapshot_the_api_answers_503_saying_so(client, clean_redis, superadmin):
+@pytest.mark.parametrize("url", ["/api/metrics/", "/metrics"])
+def test_without_a_cached_snapshot_it_answers_503_cache_unavailable_saying_why(client, clean_redis, superadmin, url):
     client.force_login(superadmin)
-    response = client.get("/api/metrics/")
+    response = client.get(url)
     assert response.status_code == 503
-    assert response.json()["error"] == "no_snapshot"
+    assert response.json() == {"error": "cache_unavailable",
+                               "detail": "No cached snapshot found: is manage.py run_controller running?"}
 
 
 def test_with_the_cache_down_the_api_answers_503_quickly(client, superadmin, settings):

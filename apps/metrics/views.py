@@ -16,6 +16,7 @@ from apps.metrics.models import QueueSample, RedisSample
 from apps.metrics.snapshot import CacheUnavailable, latest_snapshot
 
 HISTORY_MAX_MINUTES = 7 * 24 * 60
+NO_SNAPSHOT_DETAIL = "No cached snapshot found: is manage.py run_controller running?"
 
 
 def _unavailable(error: str, detail: str) -> JsonResponse:
@@ -28,7 +29,8 @@ def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
     except CacheUnavailable:
         return None, _unavailable("cache_unavailable", "The cache Redis does not answer; no snapshot can be read.")
     if snapshot is None:
-        return None, _unavailable("no_snapshot", "No snapshot cached yet: is `manage.py run_controller` running?")
+        # DESIGN §7: a cache-backed read without its cached value is cache_unavailable.
+        return None, _unavailable("cache_unavailable", NO_SNAPSHOT_DETAIL)
     return snapshot, None
 
 
