@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 ROLES: tuple[str, ...] = ("broker", "results", "cache", "channels")
 
@@ -124,16 +124,6 @@ class RoleUrl:
     def masked_url(self) -> str:
         return mask_url(self.url)
 
-    @property
-    def client_url(self) -> str:
-        """The URL handed to clients: ``ssl_*`` options removed, so that the
-        layout's TLS keyword arguments are their only TLS settings."""
-        if not any(name.startswith("ssl_") for name, _ in self.query):
-            return self.url
-        parts = urlsplit(self.url)
-        kept = [(n, v) for n, v in self.query if not n.startswith("ssl_")]
-        return parts._replace(query=urlencode(kept)).geturl()
-
     def summary(self) -> dict[str, object]:
         return {
             "url": self.masked_url,
@@ -170,7 +160,7 @@ class Layout:
         """The role's URL; an invalid one falls back to the local default so
         Django can still start far enough to report it as a system check."""
         if role in self.roles:
-            return self.roles[role].client_url
+            return self.roles[role].url
         return local_url(role, self.local_port)
 
     def servers(self) -> dict[tuple[str, int], list[str]]:
@@ -289,6 +279,15 @@ def _check_tls_options(variable: str, query: tuple[tuple[str, str], ...]) -> Non
             )
         if names.count(name) > 1:
             raise LayoutError(f"{variable}: URL option {name!r} is given more than once")
+    reqs = dict(query).get("ssl_cert_reqs")
+    if reqs is not None and reqs.lower() not in _INSECURE_REQS:
+        # Celery reads the broker URL from the environment and kombu lets its
+        # ssl_* options replace broker_use_ssl: REDIS_CA_CERTS would be lost.
+        raise LayoutError(
+            f"{variable}: drop ?ssl_cert_reqs={reqs}: rediss:// always verifies certificates "
+            "(against REDIS_CA_CERTS or certifi); only ssl_cert_reqs=none is accepted, "
+            "with REDIS_TLS_INSECURE=true"
+        )
 
 
 def _parse_db(variable: str, url: str, path: str) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -13,7 +15,9 @@ from django.core import mail
 from apps.metrics.controller import Controller
 from apps.metrics.models import MetricEvent, cMetricSettings
 from apps.metrics.tasks import trigger_alerts
-from tests.test_metrics_support import queue, wait_for
+from tests.conftest import CeleryWorker
+from tests.test_metrics_support import KEYS, queue, wait_for
+from workers.locks import Lock
 from workers.probe import probe
 from workers.queues import QUEUE_NAMES
 from workers.rebuild import rebuilder, run_rebuilders, unregister
@@ -122,3 +126,32 @@ def test_the_rebuild_registry_runs_every_rebuilder_and_survives_a_broken_one():
     assert ran == ["good"]
     assert results["test-good"].ok and not results["test-broken"].ok
     assert results["test-broken"].error == "RuntimeError: boom"
+
+
+def heartbeat_of(client, prefix: str) -> dict | None:
+    for name, raw in client.hgetall("fw:workers").items():
+        if name.decode().startswith(prefix):
+            return json.loads(raw)
+    return None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_locks_of_a_crashed_worker_die_as_soon_as_it_beats_again_under_its_name(clean_redis):
+    client = clean_redis.client(0)
+    worker = CeleryWorker(("ai",), name="crashy").start()
+    try:
+        first = wait_for(lambda: heartbeat_of(client, "crashy@"))
+        assert first["instance"]
+        Lock(client, KEYS, "tenant:7", ttl=600, owner=f"{first['name']}#{first['instance']}").acquire()
+        os.killpg(worker.process.pid, signal.SIGKILL)  # a crash: no heartbeat removal, no release
+        worker.process.wait()
+        worker = CeleryWorker(("ai",), name="crashy").start()  # supervisor starts it again, same name
+        second = wait_for(lambda: (beat := heartbeat_of(client, "crashy@"))["instance"] != first["instance"]
+                          and beat)
+        assert second["name"] == first["name"]
+        controller = Controller(publish=False, send_tasks=False)
+        assert controller.tick()
+        controller.leader.release()
+    finally:
+        worker.stop()
+    assert not client.exists("fw:lock:tenant:7")  # not 10 minutes later, at its TTL
