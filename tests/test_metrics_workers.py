@@ -6,15 +6,17 @@ import base64
 import json
 import os
 import signal
+import smtplib
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 
 from apps.metrics.controller import Controller
 from apps.metrics.models import MetricEvent, cMetricSettings
-from apps.metrics.tasks import trigger_alerts
+from apps.metrics.tasks import rebuild_caches, trigger_alerts
 from tests.conftest import CeleryWorker
 from tests.test_metrics_support import KEYS, queue, wait_for
 from workers.locks import Lock
@@ -155,3 +157,42 @@ def test_the_locks_of_a_crashed_worker_die_as_soon_as_it_beats_again_under_its_n
     finally:
         worker.stop()
     assert not client.exists("fw:lock:tenant:7")  # not 10 minutes later, at its TTL
+
+
+class FailingMailBackend(BaseEmailBackend):
+    """An SMTP server that went away."""
+
+    def send_messages(self, messages) -> int:
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+@pytest.mark.django_db
+def test_a_failing_mail_server_does_not_keep_the_webhook_from_being_sent(webhook, settings):
+    url, received = webhook
+    config = cMetricSettings.load()
+    config.alert_emails, config.alert_webhook_url = "ops@example.com", url
+    config.save()
+    event = MetricEvent.objects.create(kind="status", subject="queue:ai", old_status="ok", new_status="critical",
+                                       message="queue ai is critical (was ok): no consumer")
+    settings.EMAIL_BACKEND = "tests.test_metrics_workers.FailingMailBackend"
+    with pytest.raises(smtplib.SMTPException):  # raised after the webhook: autoretry retries the task
+        trigger_alerts.run([event.id])
+    event.refresh_from_db()
+    assert len(received) == 1 and event.webhook_at is not None and event.emailed_at is None
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # the mail server is back
+    assert trigger_alerts.run([event.id]) == {"events": 1, "emailed": 1, "posted": 0}
+    assert len(received) == 1  # the retry sent only what was missing
+    assert [m.to for m in mail.outbox] == [["ops@example.com"]]
+
+
+def test_rebuild_caches_logs_what_it_ran(caplog):
+    rebuilder("test-logged")(lambda: None)
+    try:
+        with caplog.at_level("INFO", logger="flowwatch.metrics"):
+            results = rebuild_caches.run(["test-logged"])
+            rebuild_caches.run(["test-not-registered"])
+    finally:
+        unregister("test-logged")
+    assert [r["name"] for r in results] == ["test-logged"]
+    assert "rebuild_caches: test-logged rebuilt in" in caplog.text
+    assert "rebuild_caches: no cache rebuilder registered under test-not-registered" in caplog.text

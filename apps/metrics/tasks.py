@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
-import workers.heartbeat  # noqa: F401  worker signals: heartbeats and processed counters
+import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids, processed counters
 from apps.metrics.models import MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 
@@ -41,12 +41,30 @@ DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
              autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600, retry_jitter=True,
              max_retries=8)
 def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
-    """Send each event by e-mail and webhook; a channel already delivered is skipped on retry."""
+    """Send each event by e-mail and webhook.
+
+    Each channel is tried whatever the other did, and stamps what it
+    delivered (``emailed_at``, ``webhook_at``); then a failure is raised, so
+    that the retry sends only what is still missing.
+    """
     config = cMetricSettings.load()
     events = list(MetricEvent.objects.filter(id__in=event_ids).order_by("at", "id"))
-    emailed = _email(config.emails, [e for e in events if e.emailed_at is None])
-    posted = _webhook(config.alert_webhook_url, [e for e in events if e.webhook_at is None])
+    errors: list[Exception] = []
+    emailed = _deliver("e-mail", errors, lambda: _email(config.emails, [e for e in events if e.emailed_at is None]))
+    posted = _deliver("webhook", errors,
+                      lambda: _webhook(config.alert_webhook_url, [e for e in events if e.webhook_at is None]))
+    if errors:
+        raise errors[0]  # autoretry_for retries the task; the channel that worked is not repeated
     return {"events": len(events), "emailed": emailed, "posted": posted}
+
+
+def _deliver(channel: str, errors: list[Exception], send) -> int:
+    try:
+        return send()
+    except DELIVERY_ERRORS as exc:
+        logger.warning("alert %s failed (the task retries it): %s", channel, type(exc).__name__)
+        errors.append(exc)
+        return 0
 
 
 def _email(recipients: list[str], events: list[MetricEvent]) -> int:
@@ -90,5 +108,14 @@ def prune_history() -> dict[str, int]:
 
 @shared_task(name="apps.metrics.tasks.rebuild_caches")
 def rebuild_caches(names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the registered cache rebuilders (all, or the named ones)."""
-    return [vars(result) for result in run_rebuilders(names)]
+    """Run the registered cache rebuilders (all, or the named ones) and log what ran."""
+    results = run_rebuilders(names)
+    if not results:
+        logger.warning("rebuild_caches: no cache rebuilder registered%s",
+                       f" under {', '.join(names)}" if names else "")
+    for result in results:
+        if result.ok:
+            logger.info("rebuild_caches: %s rebuilt in %.2f s", result.name, result.seconds)
+        else:
+            logger.error("rebuild_caches: %s failed after %.2f s: %s", result.name, result.seconds, result.error)
+    return [vars(result) for result in results]
