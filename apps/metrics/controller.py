@@ -175,6 +175,7 @@ class Controller:
         finally:
             self.leader.release()
             self.collector.close()
+            snapshots.close_group_publisher()
             logger.info("controller stopped")
 
     def safe_tick(self) -> bool:
