@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+import redis
 from channels.layers import get_channel_layer
 
 from apps.metrics.controller import Controller
@@ -17,6 +20,7 @@ from apps.metrics.evaluate import Hysteresis
 from apps.metrics.models import MetricEvent, QueueSample, RedisSample
 from apps.metrics.snapshot import GROUP, latest_snapshot
 from tests.conftest import ROOT, subprocess_env
+from tests.servers import RedisServer
 from tests.test_metrics_support import fake_worker, fill, layout_for, private_server, queue, role, wait_for
 
 
@@ -248,15 +252,47 @@ def test_run_controller_once_publishes_one_snapshot(clean_redis):
     assert latest_snapshot()["queues"][0]["name"] == "messagelog_read"
 
 
-def test_a_password_in_a_redis_url_never_reaches_the_log_or_the_snapshot(caplog, db):
+class _RedisWithoutHello(RedisServer):
+    """A real Redis that does not know HELLO, like any Redis before 6.
+
+    redis-py opens a connection with ``HELLO 3 AUTH default <password>``; such
+    a server answers ``unknown command 'HELLO', with args beginning with: ...
+    '<password>'``: an error text that quotes the password.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("--rename-command", "HELLO", "")
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout}s")
+
+
+def test_a_password_that_a_redis_error_quotes_never_reaches_the_log_or_the_snapshot(caplog, db):
     secret = "s3cret-pa55"
-    layout = layout_for(1, broker=f"redis://:{secret}@127.0.0.1:1/0", results=f"redis://:{secret}@127.0.0.1:1/1",
-                        cache=f"redis://:{secret}@127.0.0.1:1/2", channels=f"redis://:{secret}@127.0.0.1:1/3")
-    controller = Controller(layout=layout, transport_options={}, publish=False, send_tasks=False)
-    with caplog.at_level("DEBUG"):
-        controller.safe_tick()
+    with _RedisWithoutHello() as server:
+        urls = {role_name: f"redis://:{secret}@127.0.0.1:{server.port}/{db_number}"
+                for db_number, role_name in enumerate(("broker", "results", "cache", "channels"))}
+        with pytest.raises(redis.ResponseError, match=secret):  # the leak this test guards against is real
+            redis.Redis.from_url(urls["broker"]).ping()
+        controller = Controller(layout=layout_for(server.port, **urls), transport_options={}, publish=False,
+                                send_tasks=False)
+        with caplog.at_level("DEBUG"):
+            controller.safe_tick()
+            controller.safe_tick()
+        controller.collector.close()
     snapshot = controller.last_snapshot
-    assert role(snapshot, "broker")["reachable"] is False
+    broker = role(snapshot, "broker")
+    assert broker["reachable"] is False
+    assert "unknown command" in broker["error"] and "***" in broker["error"]
     assert secret not in json.dumps(snapshot)
     assert secret not in caplog.text
 
@@ -317,3 +353,102 @@ def test_queue_metrics_prints_one_collection_and_publishes_nothing(clean_redis, 
     table = capsys.readouterr().out
     assert "ai" in table and "critical  (no consumer)" in table
     assert "redis broker" in table
+
+
+# -- malformed entries in the broker's fw: hashes --------------------------------------
+@pytest.mark.django_db
+def test_malformed_heartbeat_and_counter_entries_spoil_one_figure_not_the_tick(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client, "good@host")
+    client.hset("fw:workers", "x@h", '"oops"')
+    client.hset("fw:processed:total", mapping={"ai": "abc", "stats_cache": 4})
+    controller = Controller(publish=False, send_tasks=False)
+    snapshot = tick(controller)
+    controller.leader.release()
+    assert [w["name"] for w in snapshot["workers"]] == ["good@host"]
+    assert queue(snapshot, "ai")["processed_total"] == 0  # the one figure spoiled
+    assert queue(snapshot, "stats_cache")["processed_total"] == 4
+    assert queue(snapshot, "ai")["consumers"] == 1
+    assert client.hkeys("fw:workers") == [b"good@host"]  # the unreadable entry is forgotten
+
+
+@pytest.mark.django_db
+def test_queue_metrics_prints_a_collection_despite_malformed_entries(clean_redis, capsys):
+    from django.core.management import call_command
+
+    clean_redis.client(0).hset("fw:workers", "x@h", '"oops"')
+    clean_redis.client(0).hset("fw:processed:total", "ai", "abc")
+    call_command("queue_metrics")
+    assert "redis broker" in capsys.readouterr().out
+
+
+# -- backoff ---------------------------------------------------------------------------
+def test_the_backoff_is_capped_however_many_ticks_failed(db):
+    controller = Controller(publish=False, send_tasks=False, interval=5.0, max_backoff=30.0)
+    for failures in (1, 3, 1100, 10**6):
+        controller.failures = failures
+        assert controller.next_delay() <= 30
+    assert controller.next_delay() == 30
+
+
+@pytest.mark.django_db
+def test_an_unreachable_channels_redis_does_not_back_the_loop_off(clean_redis):
+    with private_server() as dead:
+        port = dead.port  # a port that refuses once the server is gone
+    controller = Controller(layout=layout_for(clean_redis.port, channels=f"redis://127.0.0.1:{port}/3"),
+                            transport_options={}, send_tasks=False)
+    snapshot = tick(controller)
+    snapshot = tick(controller)
+    controller.leader.release()
+    assert role(snapshot, "channels")["reachable"] is False
+    assert role(snapshot, "broker")["reachable"] is True
+    assert controller.failures == 0
+    assert controller.next_delay() == controller.interval
+
+
+@pytest.mark.django_db
+def test_an_unreachable_broker_backs_the_loop_off(clean_redis):
+    with private_server() as dead:
+        port = dead.port
+    controller = Controller(layout=layout_for(port), transport_options={}, publish=False, send_tasks=False)
+    controller.safe_tick()
+    controller.safe_tick()
+    controller.collector.close()
+    assert role(controller.last_snapshot, "broker")["reachable"] is False
+    assert controller.next_delay() > controller.interval
+
+
+def test_the_default_interval_is_the_metrics_controller_interval_setting(db, settings):
+    settings.METRICS_CONTROLLER_INTERVAL = 7.0
+    assert Controller(publish=False, send_tasks=False).interval == 7.0
+
+
+# -- run_controller --once -------------------------------------------------------------
+@pytest.mark.django_db
+def test_run_controller_once_exits_non_zero_when_its_tick_failed(clean_redis, monkeypatch):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    def broken(self) -> bool:
+        raise RuntimeError("thresholds exploded")
+
+    monkeypatch.setattr(Controller, "load_thresholds", broken)
+    with pytest.raises(CommandError, match="tick failed"):
+        call_command("run_controller", "--once")
+
+
+# -- the broker's heartbeat hash is read once per tick ---------------------------------
+@pytest.mark.django_db
+def test_a_tick_reads_the_worker_heartbeats_once(clean_redis):
+    with private_server() as server:
+        fake_worker(server.client(0))
+        controller = Controller(layout=layout_for(server.port), transport_options={}, publish=False,
+                                send_tasks=False)
+        tick(controller)
+        server.client(0).config_resetstat()
+        tick(controller)
+        stats = server.client(0).info("commandstats")
+        controller.leader.release()
+        controller.collector.close()
+    # fw:workers once, and the three processed counters: all in the collection's one round trip.
+    assert stats["cmdstat_hgetall"]["calls"] == 4

@@ -12,7 +12,6 @@ broker Redis) acts; other controllers stand by and take over within one lock TTL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -43,8 +42,10 @@ from workers.queues import BY_QUEUE, QUEUE_NAMES
 
 logger = logging.getLogger("flowwatch.controller")
 
-DEFAULT_INTERVAL = 5.0
 MAX_BACKOFF = 30.0
+# 2 ** 16 times any interval is far past MAX_BACKOFF; without a cap,
+# 2 ** failures overflows a float after ~1024 failing ticks.
+MAX_BACKOFF_EXPONENT = 16
 STALL_TICKS = 6
 EVENTS_IN_SNAPSHOT = 50
 WORKER_FORGET_SECONDS = 3600
@@ -123,7 +124,7 @@ class _Stall:
 
 class Controller:
     def __init__(self, *, layout: Layout | None = None, transport_options: Mapping[str, Any] | None = None,
-                 queues: Iterable[str] = QUEUE_NAMES, interval: float = DEFAULT_INTERVAL,
+                 queues: Iterable[str] = QUEUE_NAMES, interval: float | None = None,
                  clear_ticks: int = CLEAR_TICKS, stall_ticks: int = STALL_TICKS,
                  max_backoff: float = MAX_BACKOFF, publish: bool = True, send_tasks: bool = True) -> None:
         self.layout = layout or settings.REDIS_LAYOUT
@@ -131,7 +132,8 @@ class Controller:
             transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         self.collector = Collector(self.layout, transport_options, queues)
         self.keys = self.collector.keys
-        self.interval = interval
+        self.interval = settings.METRICS_CONTROLLER_INTERVAL if interval is None else interval
+        interval = self.interval
         self.stall_ticks = stall_ticks
         self.max_backoff = max(max_backoff, interval)
         self.publish_enabled = publish
@@ -142,7 +144,8 @@ class Controller:
         self.leader = LeaderLock(self.collector.broker_client, self.keys,
                                  ttl=max(3 * interval, self.max_backoff + interval))
         self.stopping = threading.Event()
-        self.failures = 0
+        self.failures = 0  # consecutive ticks that failed or found the broker unreachable
+        self.tick_failed = False  # the last tick raised
         self.ticks = 0
         self.thresholds = Thresholds()
         self.database: dict[str, Any] = {"reachable": True, "error": None}
@@ -163,7 +166,7 @@ class Controller:
 
     # -- the loop -------------------------------------------------------------
     def run(self, once: bool = False) -> None:
-        self._install_signal_handlers()
+        previous_handlers = self._install_signal_handlers()
         logger.info("controller started: interval %.1f s, %d queues, %d Redis servers",
                     self.interval, len(self.collector.queues), len(self.collector.servers))
         try:
@@ -176,6 +179,8 @@ class Controller:
             self.leader.release()
             self.collector.close()
             snapshots.close_group_publisher()
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             logger.info("controller stopped")
 
     def safe_tick(self) -> bool:
@@ -185,21 +190,28 @@ class Controller:
         except Exception:
             logger.exception("controller tick failed; backing off")
             self.failures += 1
+            self.tick_failed = True
             return False
+        self.tick_failed = False
         return acted
 
     def next_delay(self) -> float:
+        """The interval; doubled per failing tick, capped, while the broker is away or ticks fail."""
         if not self.failures:
             return self.interval
-        return min(self.interval * 2 ** self.failures, self.max_backoff)
+        return min(self.interval * 2 ** min(self.failures, MAX_BACKOFF_EXPONENT), self.max_backoff)
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT stop the loop; returns the handlers to put back after it."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+        for signum in previous:
+            signal.signal(signum, self.stop)
+        return previous
 
     def tick(self) -> bool:
         """One pass; True when this controller acted (it is the leader)."""
@@ -215,12 +227,14 @@ class Controller:
         snapshot["events"] = list(self.recent_events)
         self.publish(snapshot)
         self.roll_up(snapshot)
-        broker_up = collection.broker is not None
-        self.send_alerts(broker_up)
-        self.clean_locks(broker_up)
+        broker = collection.broker
+        self.send_alerts(broker is not None)
+        self.clean_locks(broker)
         self.last_snapshot = snapshot
-        healthy = all(r["reachable"] for r in snapshot["redis"]) and self.database["reachable"]
-        self.failures = 0 if healthy else self.failures + 1
+        # Back off only while the broker — what the loop is about — is away.
+        # Another role that does not answer costs one connect timeout per tick
+        # (read in parallel with the broker) and is retried every tick.
+        self.failures = 0 if broker is not None else self.failures + 1
         return True
 
     def look(self) -> dict[str, Any]:
@@ -309,10 +323,15 @@ class Controller:
         return bool(changes)
 
     def publish(self, snapshot: dict[str, Any]) -> bool:
+        """To the cache and the Channels group; a role this tick found unreachable
+        is skipped (trying would only add its timeouts to the tick)."""
         if not self.publish_enabled:
             return False
-        self._try("cache", lambda: snapshots.publish_to_cache(snapshot))
-        self._try("channels", lambda: snapshots.publish_to_group(snapshot))
+        up = {r["role"]: r["reachable"] for r in snapshot["redis"]}
+        if up.get("cache", True):
+            self._try("cache", lambda: snapshots.publish_to_cache(snapshot))
+        if up.get("channels", True):
+            self._try("channels", lambda: snapshots.publish_to_group(snapshot))
         return True
 
     def roll_up(self, snapshot: dict[str, Any]) -> bool:
@@ -335,14 +354,16 @@ class Controller:
             worked = True
         return worked
 
-    def clean_locks(self, broker_up: bool) -> bool:
-        if not broker_up:
+    def clean_locks(self, broker: BrokerReading | None) -> bool:
+        """Delete locks of dead workers and forget long-silent workers, with the
+        heartbeats this tick's collection read (no second HGETALL)."""
+        if broker is None:
             return False
         client = self.collector.broker_client
-        deleted = self._try("lock cleaning", lambda: clean_dead_locks(client, self.keys)) or []
+        deleted = self._try("lock cleaning", lambda: clean_dead_locks(client, self.keys, broker.workers)) or []
         for name in deleted if isinstance(deleted, list) else []:
-            logger.warning("deleted lock %s: its owner's heartbeat expired", name)
-        self._try("worker pruning", self._forget_old_workers)
+            logger.warning("deleted lock %s: its owner is not alive (heartbeat expired or another instance)", name)
+        self._try("worker pruning", lambda: self._forget_old_workers(broker))
         return bool(deleted)
 
     # -- evaluation helpers -------------------------------------------------------
@@ -580,21 +601,13 @@ class Controller:
                                         update_fields=["reachable", "memory_percent", "used_memory"])
         return True
 
-    def _forget_old_workers(self) -> int:
-        """Drop heartbeat entries of workers silent for WORKER_FORGET_SECONDS."""
-        if self.last_snapshot is None:
-            return 0
-        client = self.collector.broker_client
-        stale = []
-        for raw_name, raw in client.hgetall(self.keys.workers).items():
-            try:
-                ts = float(json.loads(raw)["ts"])
-            except (ValueError, KeyError, TypeError):
-                ts = 0.0
-            if time.time() - ts > WORKER_FORGET_SECONDS:
-                stale.append(raw_name)
+    def _forget_old_workers(self, broker: BrokerReading) -> int:
+        """Drop heartbeat entries silent for WORKER_FORGET_SECONDS, and unreadable ones."""
+        now = time.time()
+        stale = [name for name, beat in broker.workers.items() if now - float(beat["ts"]) > WORKER_FORGET_SECONDS]
+        stale += broker.unreadable_workers
         if stale:
-            client.hdel(self.keys.workers, *stale)
+            self.collector.broker_client.hdel(self.keys.workers, *stale)
         return len(stale)
 
 

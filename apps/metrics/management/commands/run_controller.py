@@ -1,4 +1,8 @@
-"""``manage.py run_controller [--once] [--interval S]``: the controller loop (DESIGN §4)."""
+"""``manage.py run_controller [--once] [--interval S]``: the controller loop (DESIGN §4).
+
+``--once`` exits non-zero when its single tick failed; the loop itself never
+exits on a failing tick (it backs off).
+"""
 
 from __future__ import annotations
 
@@ -22,5 +26,7 @@ class Command(BaseCommand):
             raise CommandError("--interval must be a positive number of seconds")
         controller = Controller(interval=interval)
         controller.run(once=once)
+        if once and controller.tick_failed:
+            raise CommandError("the controller's tick failed: its traceback is logged above")
         if once and controller.last_snapshot is None:
             self.stderr.write("no snapshot: another controller holds the leader lock")
