@@ -423,6 +423,78 @@ def test_the_default_interval_is_the_metrics_controller_interval_setting(db, set
     assert Controller(publish=False, send_tasks=False).interval == 7.0
 
 
+# -- restarts: losses and survivors ----------------------------------------------------
+@pytest.mark.django_db
+def test_a_persistent_broker_restart_says_what_survived_and_is_no_loss(clean_redis):
+    with private_server("--appendonly", "yes", "--appendfsync", "always") as server:
+        client = server.client(0)
+        fill(client, "ai", 5)
+        client.hset("unacked", "tag", "x")
+        controller = Controller(layout=layout_for(server.port), transport_options={}, publish=False,
+                                send_tasks=False)
+        tick(controller)
+        server.restart()
+        snapshot = tick(controller)
+        controller.leader.release()
+        controller.collector.close()
+    assert role(snapshot, "broker")["persistence"]["persistent"] is True
+    event = MetricEvent.objects.get(kind="restart")
+    assert "lost" not in event.message
+    assert event.message.endswith("it is persistent: 5 queued and 1 unacked messages survived")
+    assert event.new_status == "warn"
+    assert (event.details["lost_depth"], event.details["lost_unacked"], event.details["persistent"]) == (0, 0, True)
+
+
+@pytest.mark.django_db
+def test_the_lost_depth_is_what_was_queued_before_less_what_is_queued_right_after(clean_redis):
+    with private_server() as server:
+        fill(server.client(0), "ai", 5)
+        controller = Controller(layout=layout_for(server.port), transport_options={}, publish=False,
+                                send_tasks=False)
+        tick(controller)
+        server.restart()
+        fill(server.client(0), "ai", 2)  # published after the restart, before the next tick
+        tick(controller)
+        controller.leader.release()
+        controller.collector.close()
+    event = MetricEvent.objects.get(kind="restart")
+    assert event.details["lost_depth"] == 3
+    assert event.new_status == "critical"
+    assert "3 queued and 0 unacked messages were lost" in event.message
+
+
+# -- last_restart_at -------------------------------------------------------------------
+@pytest.mark.django_db
+def test_last_restart_at_is_null_until_the_controller_sees_a_restart(clean_redis):
+    snapshot = tick(Controller(publish=False, send_tasks=False))
+    assert [r["last_restart_at"] for r in snapshot["redis"]] == [None] * 4
+
+
+@pytest.mark.django_db
+def test_last_restart_at_is_when_the_controller_saw_the_run_id_change_even_after_it_restarts(clean_redis):
+    with private_server() as server:
+        layout = layout_for(server.port)
+        first = Controller(layout=layout, transport_options={}, publish=False, send_tasks=False)
+        tick(first)
+        server.restart()
+        seen = role(tick(first), "broker")["last_restart_at"]
+        first.leader.release()
+        first.collector.close()
+        second = Controller(layout=layout, transport_options={}, publish=False, send_tasks=False)
+        again = role(tick(second), "broker")["last_restart_at"]
+        second.leader.release()
+        second.collector.close()
+    restart = MetricEvent.objects.get(kind="restart")
+    assert seen is not None and abs(parse_iso(seen) - restart.at.timestamp()) < 60
+    assert again == seen
+
+
+def parse_iso(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 # -- run_controller --once -------------------------------------------------------------
 @pytest.mark.django_db
 def test_run_controller_once_exits_non_zero_when_its_tick_failed(clean_redis, monkeypatch):

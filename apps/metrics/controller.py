@@ -31,8 +31,8 @@ from django.db import DatabaseError, connection
 from apps.metrics import snapshot as snapshots
 from apps.metrics.evaluate import (CLEAR_MARGIN, CLEAR_TICKS, Hysteresis, QueueFacts, ServerFacts, Thresholds,
                                    queue_status, redis_status)
-from apps.metrics.models import (OK, MetricEvent, QueueSample, QueueThreshold, RedisSample, RedisServerState,
-                                 cMetricSettings, iso)
+from apps.metrics.models import (CRITICAL, OK, WARN, MetricEvent, QueueSample, QueueThreshold, RedisSample,
+                                 RedisServerState, cMetricSettings, iso)
 from config.redis_layout import ROLES, Layout
 from workers.collect import BrokerReading, Collection, Collector, ServerReading
 from workers.heartbeat import HEARTBEAT_TTL
@@ -106,6 +106,7 @@ class _ServerMemory:
     run_id: str | None
     evicted: int | None = None  # None: not sampled by this process yet
     rejected: int | None = None
+    restarted_at: float | None = None  # the last restart (changed run_id) a controller recorded
 
     def delta(self, name: str, value: int, restarted: bool) -> int:
         """Increase since the previous sample; a restart resets Redis' counters to 0."""
@@ -264,12 +265,12 @@ class Controller:
         found = self._db(self._read_state, None)
         if found is None:
             return False
-        statuses, reachable, run_ids, depth, events = found
+        statuses, reachable, servers, depth, events = found
         self.recent_events.extend(events[: EVENTS_IN_SNAPSHOT - len(self.recent_events)])
         self.hysteresis = Hysteresis(self.hysteresis.clear_ticks, statuses)
         self.reachable.update(reachable)
-        for server, run_id in run_ids.items():
-            self.servers.setdefault(server, _ServerMemory(run_id))
+        for server, (run_id, restarted_at) in servers.items():
+            self.servers.setdefault(server, _ServerMemory(run_id, restarted_at=restarted_at))
         if depth is not None and self.last_depth is None:
             self.last_depth = (depth, 0)
         self.state_loaded = True
@@ -286,13 +287,14 @@ class Controller:
     def evaluate(self, collection: Collection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         changes: list[dict[str, Any]] = []
         now = time.time()
-        server_views = {s: self._server_view(reading, changes) for s, reading in collection.servers.items()}
-        redis_entries = [self._role_entry(role, server_views, changes) for role in ROLES if role in self.layout.roles]
         broker = collection.broker
+        depth = (sum(q.depth for q in broker.queues.values()), broker.unacked_count) if broker else None
+        server_views = {s: self._server_view(reading, changes, depth) for s, reading in collection.servers.items()}
+        redis_entries = [self._role_entry(role, server_views, changes) for role in ROLES if role in self.layout.roles]
         workers = self._worker_entries(broker, now)
         queue_entries = [self._queue_entry(q, broker, workers, now, changes) for q in self.collector.queues]
-        if broker is not None:
-            self.last_depth = (sum(q.depth for q in broker.queues.values()), broker.unacked_count)
+        if depth is not None:
+            self.last_depth = depth
         snapshot = {
             "collected_at": iso(now),
             "duration_ms": collection.duration_ms,
@@ -312,7 +314,7 @@ class Controller:
         """Save new events (and any kept while the database was away)."""
         for change in changes:
             event = MetricEvent(at=datetime.now(dt_timezone.utc), **change)
-            log = logger.error if change["new_status"] == "critical" or change["kind"] == "restart" else logger.warning
+            log = logger.error if change["new_status"] == CRITICAL else logger.warning
             log("event %s %s: %s", change["kind"], change["subject"], change["message"])
             self.unsaved.append(event)
         saved: list[MetricEvent] = []
@@ -367,17 +369,21 @@ class Controller:
         return bool(deleted)
 
     # -- evaluation helpers -------------------------------------------------------
-    def _server_view(self, reading: ServerReading, changes: list[dict[str, Any]]) -> dict[str, Any]:
+    def _server_view(self, reading: ServerReading, changes: list[dict[str, Any]],
+                     depth: tuple[int, int] | None) -> dict[str, Any]:
         info = reading.info
-        view: dict[str, Any] = {"reachable": reading.reachable, "error": reading.error}
+        previous = self.servers.get(reading.server) or _ServerMemory(None)
+        view: dict[str, Any] = {"reachable": reading.reachable, "error": reading.error,
+                                "last_restart_at": iso(previous.restarted_at)}
         if not reading.reachable:
             return view
         run_id = info.get("run_id")
-        previous = self.servers.get(reading.server) or _ServerMemory(None)
         evicted, rejected = int(info.get("evicted_keys", 0)), int(info.get("rejected_connections", 0))
         restarted = previous.run_id not in (None, run_id)
+        persistence = _persistence(info, reading.save)
+        restarted_at = time.time() if restarted else previous.restarted_at
         if restarted:
-            changes.append(self._restart_change(reading, previous.run_id, run_id))
+            changes.append(self._restart_change(reading, previous.run_id, run_id, persistence["persistent"], depth))
             if "broker" in reading.roles:
                 self.heartbeat_grace_until = time.time() + HEARTBEAT_TTL
         view.update(_memory(info))
@@ -388,27 +394,34 @@ class Controller:
             maxclients=info.get("maxclients"),
             maxmemory_policy=info.get("maxmemory_policy"),
             uptime_seconds=info.get("uptime_in_seconds"),
-            persistence=_persistence(info, reading.save),
+            persistence=persistence,
             run_id=run_id,
             redis_version=info.get("redis_version"),
-            last_restart_at=iso(time.time() - float(info.get("uptime_in_seconds", 0))),
+            last_restart_at=iso(restarted_at),
         )
         if previous.run_id != run_id:
-            self._db(lambda: _remember_run_id(reading.server, run_id), None)
-        self.servers[reading.server] = _ServerMemory(run_id, evicted, rejected)
+            self._db(lambda: _remember_server(reading.server, run_id, restarted_at if restarted else None), None)
+        self.servers[reading.server] = _ServerMemory(run_id, evicted, rejected, restarted_at)
         return view
 
-    def _restart_change(self, reading: ServerReading, old: str, new: str) -> dict[str, Any]:
+    def _restart_change(self, reading: ServerReading, old: str, new: str, persistent: bool,
+                        depth: tuple[int, int] | None) -> dict[str, Any]:
+        """A restart event: what was lost (not persistent: critical) or what survived (persistent: warn)."""
         host, port = reading.server
-        has_broker = "broker" in reading.roles
-        queued, unacked = self.last_depth if (has_broker and self.last_depth) else (0, 0)
         self.pending_rebuild = True
-        lost = f"; {queued} queued and {unacked} unacked messages were lost" if has_broker else ""
+        details: dict[str, Any] = {"server": f"{host}:{port}", "roles": reading.roles, "old_run_id": old,
+                                   "new_run_id": new, "persistent": persistent, "lost_depth": 0, "lost_unacked": 0,
+                                   "depth_after": None, "unacked_after": None}
+        if "broker" in reading.roles:
+            (queued, unacked), (queued_now, unacked_now) = self.last_depth or (0, 0), depth or (0, 0)
+            details.update(lost_depth=max(0, queued - queued_now), lost_unacked=max(0, unacked - unacked_now),
+                           depth_after=queued_now, unacked_after=unacked_now)
         return {
-            "kind": MetricEvent.RESTART, "subject": f"redis:{reading.roles[0]}", "old_status": "", "new_status": "",
-            "message": f"Redis {host}:{port} ({', '.join(reading.roles)}) restarted: its run_id changed{lost}",
-            "details": {"server": f"{host}:{port}", "roles": reading.roles, "old_run_id": old, "new_run_id": new,
-                        "lost_depth": queued, "lost_unacked": unacked},
+            "kind": MetricEvent.RESTART, "subject": f"redis:{reading.roles[0]}", "old_status": "",
+            "new_status": WARN if persistent else CRITICAL,
+            "message": f"Redis {host}:{port} ({', '.join(reading.roles)}) restarted: its run_id changed; "
+                       + _restart_outcome(details),
+            "details": details,
         }
 
     def _role_entry(self, role: str, views: dict, changes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -557,8 +570,8 @@ class Controller:
             key = (change["subject"], change["kind"], change["message"])
             self.recent_events.appendleft(by_key.get(key) or {**change, "id": None, "at": iso(time.time())})
 
-    def _read_state(self) -> tuple[dict[str, str], dict[str, bool], dict[tuple[str, int], str], int | None,
-                                   list[dict[str, Any]]]:
+    def _read_state(self) -> tuple[dict[str, str], dict[str, bool], dict[tuple[str, int], tuple[str, float | None]],
+                                   int | None, list[dict[str, Any]]]:
         statuses: dict[str, str] = {}
         reachable: dict[str, bool] = {}
         cutoff = datetime.now(dt_timezone.utc) - timedelta(days=30)
@@ -570,16 +583,16 @@ class Controller:
             statuses[subject] = new_status
             if subject.startswith("redis:"):
                 reachable[subject.split(":", 1)[1]] = kind != MetricEvent.UNREACHABLE
-        run_ids = {}
+        servers = {}
         for state in RedisServerState.objects.all():
             host, _, port = state.server.rpartition(":")
-            run_ids[(host, int(port))] = state.run_id
+            servers[(host, int(port))] = (state.run_id, state.restarted_at.timestamp() if state.restarted_at else None)
         latest = QueueSample.objects.order_by("-minute").values_list("minute", flat=True).first()
         depth = None
         if latest is not None:
             depth = sum(QueueSample.objects.filter(minute=latest).values_list("depth", flat=True))
         events = [e.as_dict() for e in MetricEvent.objects.all()[:EVENTS_IN_SNAPSHOT]]
-        return statuses, reachable, run_ids, depth, events
+        return statuses, reachable, servers, depth, events
 
     def _write_rollup(self, minute: datetime, snapshot: dict[str, Any]) -> bool:
         queue_rows = []
@@ -657,11 +670,26 @@ def _note(text: str | None) -> list[str]:
     return [text] if text else []
 
 
-def _remember_run_id(server: tuple[str, int], run_id: str | None) -> None:
-    if run_id:
-        RedisServerState.objects.update_or_create(server=f"{server[0]}:{server[1]}",
-                                                  defaults={"run_id": run_id,
-                                                            "seen_at": datetime.now(dt_timezone.utc)})
+def _restart_outcome(details: dict[str, Any]) -> str:
+    """What a restart cost, in words: losses for a server that is not persistent."""
+    persistent, broker = details["persistent"], details["depth_after"] is not None
+    if broker and not persistent:
+        return f"{details['lost_depth']} queued and {details['lost_unacked']} unacked messages were lost"
+    if broker:
+        return (f"it is persistent: {details['depth_after']} queued and {details['unacked_after']} unacked "
+                "messages survived")
+    return "it is persistent: its data survived" if persistent else "it is not persistent: its data was lost"
+
+
+def _remember_server(server: tuple[str, int], run_id: str | None, restarted_at: float | None) -> None:
+    """The server's run_id, and when a restart was seen, for the next controller (or leader)."""
+    if not run_id:
+        return
+    now = datetime.now(dt_timezone.utc)
+    defaults: dict[str, Any] = {"run_id": run_id, "seen_at": now}
+    if restarted_at is not None:
+        defaults["restarted_at"] = datetime.fromtimestamp(restarted_at, dt_timezone.utc)
+    RedisServerState.objects.update_or_create(server=f"{server[0]}:{server[1]}", defaults=defaults)
 
 
 def _send_alerts(ids: list[int]) -> None:

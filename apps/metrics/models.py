@@ -192,6 +192,8 @@ class RedisServerState(models.Model):
     server = models.CharField(max_length=300, unique=True)  # "host:port"
     run_id = models.CharField(max_length=64)
     seen_at = models.DateTimeField(default=timezone.now)
+    # When a controller last saw the run_id change (the snapshot's last_restart_at).
+    restarted_at = models.DateTimeField(null=True, blank=True)
 
 
 def iso(moment: datetime | float | None) -> str | None:

@@ -28,7 +28,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids, processed counters
-from apps.metrics.models import MetricEvent, QueueSample, RedisSample, cMetricSettings
+from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 
 logger = logging.getLogger("flowwatch.metrics")
@@ -70,7 +70,7 @@ def _deliver(channel: str, errors: list[Exception], send) -> int:
 def _email(recipients: list[str], events: list[MetricEvent]) -> int:
     if not recipients or not events:
         return 0
-    worst = "critical" if any(e.new_status == "critical" or e.kind == "restart" for e in events) else "notice"
+    worst = "critical" if any(e.new_status == CRITICAL for e in events) else "notice"
     subject = f"[Flowwatch {worst}] {events[0].message[:120]}"
     if len(events) > 1:
         subject += f" (+{len(events) - 1} more)"
