@@ -382,6 +382,63 @@ def test_queue_metrics_prints_a_collection_despite_malformed_entries(clean_redis
     assert "redis broker" in capsys.readouterr().out
 
 
+# -- leadership that comes back --------------------------------------------------------
+def hand_over(first: Controller, second: Controller) -> None:
+    """``first`` loses the lock to ``second`` and stands by one tick, as a running loop would."""
+    first.leader.release()
+    assert second.tick() is True
+    assert first.tick() is False
+
+
+@pytest.mark.django_db
+def test_a_controller_that_leads_again_does_not_repeat_a_status_change_another_recorded(clean_redis):
+    first = Controller(publish=False, send_tasks=False, clear_ticks=1)
+    second = Controller(publish=False, send_tasks=False, clear_ticks=1)
+    tick(first)  # no consumer anywhere: every queue warns
+    fake_worker(clean_redis.client(0))
+    hand_over(first, second)  # the second records warn -> ok
+    second.leader.release()
+    snapshot = tick(first)
+    first.leader.release()
+    assert queue(snapshot, "ai")["status"] == "ok"
+    events = MetricEvent.objects.filter(subject="queue:ai").order_by("id")
+    assert [(e.old_status, e.new_status) for e in events] == [("ok", "warn"), ("warn", "ok")]
+
+
+@pytest.mark.django_db
+def test_a_controller_that_leads_again_does_not_repeat_a_restart_another_recorded(clean_redis):
+    with private_server() as server:
+        first, second = (Controller(layout=layout_for(server.port), transport_options={}, publish=False,
+                                    send_tasks=False) for _ in range(2))
+        tick(first)
+        hand_over(first, second)
+        server.restart()
+        tick(second)  # records the restart
+        second.leader.release()
+        snapshot = tick(first)
+        first.leader.release()
+        for controller in (first, second):
+            controller.collector.close()
+    assert MetricEvent.objects.filter(kind="restart").count() == 1
+    assert role(snapshot, "broker")["last_restart_at"] is not None  # the restart the other one saw
+
+
+@pytest.mark.django_db
+def test_a_controller_that_leads_again_does_not_count_stalls_from_before(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)
+    fill(client, "ai", 1)
+    first = Controller(publish=False, send_tasks=False, stall_ticks=2)
+    second = Controller(publish=False, send_tasks=False, stall_ticks=2)
+    tick(first)
+    tick(first)  # one still tick: one more would make it stalled
+    hand_over(first, second)
+    second.leader.release()
+    snapshot = tick(first)
+    first.leader.release()
+    assert not any(r.startswith("stalled") for r in queue(snapshot, "ai")["reasons"])
+
+
 # -- backoff ---------------------------------------------------------------------------
 def test_the_backoff_is_capped_however_many_ticks_failed(db):
     controller = Controller(publish=False, send_tasks=False, interval=5.0, max_backoff=30.0)

@@ -112,3 +112,20 @@ def test_the_persistence_uptime_and_run_id_are_reported(clean_redis):
     assert len(broker["run_id"]) == 40
     assert broker["uptime_seconds"] >= 0
     assert broker["connected_clients"] >= 1
+
+
+def test_a_controller_that_leads_again_takes_a_fresh_eviction_baseline(clean_redis):
+    with private_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as server:
+        first = controller_with_cache_on(server, clean_redis)
+        second = controller_with_cache_on(server, clean_redis)
+        tick(first)  # its baseline: 0 evicted
+        first.leader.release()
+        tick(second)
+        assert first.tick() is False  # stands by while the other leads
+        overfill(server.client(2))
+        assert role(tick(second), "cache")["evicted_keys_delta"] >= 10  # reported by the leader of the time
+        tick(second)
+        second.leader.release()
+        cache = role(tick(first), "cache")
+        first.leader.release()
+    assert cache["evicted_keys_delta"] == 0  # not everything since its own old sample

@@ -8,6 +8,8 @@ once they answer again, recovery without a restart.
 
 Only the holder of the leader lock (``fw:lock:controller:leader`` in the
 broker Redis) acts; other controllers stand by and take over within one lock TTL.
+A controller that (re)gains the lock reloads its memory from the database
+first: another controller may have led and recorded events meanwhile.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class LeaderLock:
         self.lock = Lock(client, keys, LEADER_LOCK, ttl, owner=f"{socket.gethostname()}:{os.getpid()}") \
             if client is not None else None
         self.held = False
+        self.gained = False  # taken by the last claim() (was not held before it)
         self.last_seen: str | None = None  # "mine", "other" or None (never saw a holder)
         self.holder: str | None = None
 
@@ -74,6 +77,7 @@ class LeaderLock:
         return self.lock.value if self.lock else None
 
     def claim(self) -> bool:
+        self.gained = False
         if self.lock is None:
             return True
         try:
@@ -81,7 +85,7 @@ class LeaderLock:
                 self.held = False
                 logger.warning("leader lock lost (expired or taken over)")
             if not self.held:
-                self.held = self.lock.acquire()
+                self.held = self.gained = self.lock.acquire()
                 if self.held:
                     logger.info("this controller is now the leader (%s)", self.lock.owner)
             if not self.held:
@@ -104,7 +108,7 @@ class LeaderLock:
 @dataclass
 class _ServerMemory:
     run_id: str | None
-    evicted: int | None = None  # None: not sampled by this process yet
+    evicted: int | None = None  # None: no sample to compare with (yet, or since leadership returned)
     rejected: int | None = None
     restarted_at: float | None = None  # the last restart (changed run_id) a controller recorded
 
@@ -142,8 +146,10 @@ class Controller:
         self.hysteresis = Hysteresis(clear_ticks)
         # The lock outlives a full backoff, so a leader in trouble is not
         # replaced merely because it sleeps longer between ticks.
-        self.leader = LeaderLock(self.collector.broker_client, self.keys,
-                                 ttl=max(3 * interval, self.max_backoff + interval))
+        self.leader_ttl = max(3 * interval, self.max_backoff + interval)
+        self.leader = LeaderLock(self.collector.broker_client, self.keys, ttl=self.leader_ttl)
+        self.last_acted: float | None = None  # time.monotonic() of the last tick that acted
+        self.stood_by = False  # a tick stood by since this controller last acted
         self.stopping = threading.Event()
         self.failures = 0  # consecutive ticks that failed or found the broker unreachable
         self.tick_failed = False  # the last tick raised
@@ -253,28 +259,66 @@ class Controller:
     # -- steps ----------------------------------------------------------------
     def claim_leadership(self) -> bool:
         leader = self.leader.claim()
-        if not leader and self.ticks == 1:
-            logger.info("standing by: another controller holds the leader lock (%s)", self.leader.holder)
-        return leader
+        if not leader:
+            if self.ticks == 1:
+                logger.info("standing by: another controller holds the leader lock (%s)", self.leader.holder)
+            self.stood_by = True
+            return False
+        if self.leader.gained and self._another_may_have_led():
+            self.forget_memory()
+        self.stood_by, self.last_acted = False, time.monotonic()
+        return True
+
+    def _another_may_have_led(self) -> bool:
+        """Since this controller last acted, it stood by, or its lock could have
+        expired and been taken (a lock merely lost with a restarted broker and
+        taken back at once was nobody else's)."""
+        return (self.stood_by or self.last_acted is None
+                or time.monotonic() - self.last_acted > self.leader_ttl)
+
+    def forget_memory(self) -> None:
+        """Leadership came back: what this controller remembers may be stale.
+
+        Another controller may have led meanwhile and recorded status changes
+        and restarts; the counters it compared with are old. Statuses, run_ids
+        and the last depth are read again from the database (load_state); the
+        evicted/rejected baselines and the stall counts start afresh.
+        """
+        self.state_loaded = False
+        self.servers.clear()
+        self.stalls.clear()
+        self.last_depth = None
 
     def load_state(self) -> bool:
-        """Once: last statuses, run_ids and depth from the database, so a restarted
-        controller neither repeats alerts nor misses a Redis restart."""
+        """Last statuses, run_ids, restarts and depth from the database, at start and
+        whenever leadership returns, so that a controller neither repeats alerts
+        nor misses a Redis restart. Until the database answers, memory stands."""
         if self.state_loaded:
             return False
         found = self._db(self._read_state, None)
         if found is None:
             return False
         statuses, reachable, servers, depth, events = found
-        self.recent_events.extend(events[: EVENTS_IN_SNAPSHOT - len(self.recent_events)])
+        self._overlay_unsaved(statuses, reachable)
+        unsaved = [e for e in self.recent_events if e["id"] is None]
+        self.recent_events = deque((unsaved + events)[:EVENTS_IN_SNAPSHOT], maxlen=EVENTS_IN_SNAPSHOT)
         self.hysteresis = Hysteresis(self.hysteresis.clear_ticks, statuses)
-        self.reachable.update(reachable)
+        self.reachable = reachable
         for server, (run_id, restarted_at) in servers.items():
+            # What this process saw itself (while the database was away) is newer.
             self.servers.setdefault(server, _ServerMemory(run_id, restarted_at=restarted_at))
         if depth is not None and self.last_depth is None:
             self.last_depth = (depth, 0)
         self.state_loaded = True
         return True
+
+    def _overlay_unsaved(self, statuses: dict[str, str], reachable: dict[str, bool]) -> None:
+        """Events kept in memory while the database was away are newer than what it holds."""
+        for event in self.unsaved:  # oldest first
+            if event.kind in _STATUS_KINDS and event.new_status:
+                statuses[event.subject] = event.new_status
+                if event.subject.startswith("redis:"):
+                    reachable[event.subject.split(":", 1)[1]] = event.kind != MetricEvent.UNREACHABLE
 
     def load_thresholds(self) -> bool:
         """Fresh thresholds each tick; the last good ones while the database is away."""
@@ -575,8 +619,8 @@ class Controller:
         statuses: dict[str, str] = {}
         reachable: dict[str, bool] = {}
         cutoff = datetime.now(dt_timezone.utc) - timedelta(days=30)
-        kinds = [MetricEvent.STATUS, MetricEvent.UNREACHABLE, MetricEvent.RECOVERED]
-        rows = MetricEvent.objects.filter(at__gte=cutoff, kind__in=kinds).values_list("subject", "kind", "new_status")
+        rows = MetricEvent.objects.filter(at__gte=cutoff, kind__in=_STATUS_KINDS).values_list(
+            "subject", "kind", "new_status")
         for subject, kind, new_status in rows.order_by("-at", "-id")[:5000]:
             if subject in statuses or not new_status:
                 continue
@@ -623,6 +667,8 @@ class Controller:
             self.collector.broker_client.hdel(self.keys.workers, *stale)
         return len(stale)
 
+
+_STATUS_KINDS = (MetricEvent.STATUS, MetricEvent.UNREACHABLE, MetricEvent.RECOVERED)
 
 _EMPTY_SERVER: dict[str, Any] = {
     "reachable": False, "error": None, "used_memory": None, "maxmemory": None, "memory_percent": None,
