@@ -137,8 +137,7 @@ class Controller:
             transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         self.collector = Collector(self.layout, transport_options, queues)
         self.keys = self.collector.keys
-        self.interval = settings.METRICS_CONTROLLER_INTERVAL if interval is None else interval
-        interval = self.interval
+        self.interval = interval = settings.METRICS_CONTROLLER_INTERVAL if interval is None else interval
         self.stall_ticks = stall_ticks
         self.max_backoff = max(max_backoff, interval)
         self.publish_enabled = publish
@@ -187,7 +186,8 @@ class Controller:
             self.collector.close()
             snapshots.close_group_publisher()
             for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+                if handler is not None:  # None: installed outside Python, nothing to put back
+                    signal.signal(signum, handler)
             logger.info("controller stopped")
 
     def safe_tick(self) -> bool:
