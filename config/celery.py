@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 
+import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids, processed counters
 from workers.routing import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

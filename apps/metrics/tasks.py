@@ -6,10 +6,6 @@
 * ``rebuild_caches`` (queue ``stats_cache``): runs the registered cache
   rebuilders (workers/rebuild.py), queued by the controller after a Redis
   restart and by beat.
-
-Celery autodiscovers this module in every worker, before it sends
-``celeryd_init``: importing :mod:`workers.heartbeat` here connects the
-heartbeat and processed-counter signals in every worker.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
-import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids, processed counters
 from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 
