@@ -111,7 +111,10 @@ def test_while_the_channels_redis_is_down_the_page_backs_off_and_never_shows_liv
         assert 1 <= attempts <= MAX_WEBSOCKET_ATTEMPTS, f"{attempts} websocket attempts in the window"
         assert poll_count <= MAX_POLLS, f"{poll_count} polls of /api/metrics/ in the window"
         states = page.evaluate("window.indicatorStates")
-        assert states[0] == "live" and "live" not in states[1:], states  # no flicker back to live
+        # A snapshot already on its way may re-set "live" before the outage is
+        # noticed; once the page has left "live", it must never show it again.
+        left = next(i for i, state in enumerate(states) if state != "live")
+        assert "live" not in states[left:], states  # no flicker back to live
     finally:
         ensure_running(channels_redis)
         context.close()
