@@ -83,14 +83,20 @@ def webhook():
     server.server_close()
 
 
-@pytest.mark.django_db
-def test_an_event_is_mailed_and_posted_once_even_when_retried(webhook):
-    url, received = webhook
+def critical_event_with_mail_and_webhook(url: str) -> MetricEvent:
+    """Alerts go to one mailbox and the test webhook; one critical event to send."""
     config = cMetricSettings.load()
     config.alert_emails, config.alert_webhook_url = "ops@example.com", url
     config.save()
-    event = MetricEvent.objects.create(kind="status", subject="queue:ai", old_status="ok", new_status="critical",
-                                       message="queue ai is critical (was ok): no consumer")
+    return MetricEvent.objects.create(kind="status", subject="queue:ai", old_status="ok", new_status="critical",
+                                      message="queue ai is critical (was ok): no consumer")
+
+
+
+@pytest.mark.django_db
+def test_an_event_is_mailed_and_posted_once_even_when_retried(webhook):
+    url, received = webhook
+    event = critical_event_with_mail_and_webhook(url)
     assert trigger_alerts.run([event.id]) == {"events": 1, "emailed": 1, "posted": 1}
     assert trigger_alerts.run([event.id]) == {"events": 1, "emailed": 0, "posted": 0}
     [message] = mail.outbox
@@ -169,11 +175,7 @@ class FailingMailBackend(BaseEmailBackend):
 @pytest.mark.django_db
 def test_a_failing_mail_server_does_not_keep_the_webhook_from_being_sent(webhook, settings):
     url, received = webhook
-    config = cMetricSettings.load()
-    config.alert_emails, config.alert_webhook_url = "ops@example.com", url
-    config.save()
-    event = MetricEvent.objects.create(kind="status", subject="queue:ai", old_status="ok", new_status="critical",
-                                       message="queue ai is critical (was ok): no consumer")
+    event = critical_event_with_mail_and_webhook(url)
     settings.EMAIL_BACKEND = "tests.test_metrics_workers.FailingMailBackend"
     with pytest.raises(smtplib.SMTPException):  # raised after the webhook: autoretry retries the task
         trigger_alerts.run([event.id])
