@@ -194,6 +194,12 @@ def _read_web(plan: Plan) -> None:
     plan.web_port = _collect(
         plan, lambda: redis_layout.parse_port("WEB_PORT", env.get("WEB_PORT"), DEFAULT_WEB_PORT), DEFAULT_WEB_PORT
     )
+    if plan.web_host in ("0.0.0.0", "::", "[::]") and not env.get("DJANGO_ALLOWED_HOSTS", "").strip():
+        # Django answers 400 to any Host header it does not know.
+        plan.findings.append(("", (
+            f"WEB_HOST={plan.web_host} listens on every interface, but DJANGO_ALLOWED_HOSTS is unset: "
+            "requests by this machine's name or address get 400; set it to the names clients use"
+        )))
 
 
 def _read_runtime(plan: Plan) -> None:

@@ -485,3 +485,10 @@ def test_a_database_url_from_a_file_counts_for_the_split_installation_check(tmp_
     secret.write_text("postgres://fw:pw@db.internal:5432/fw\n")
     plan = boot.resolve_plan(clean_env(tmp_path, BOOT_ROLES="web,controller", DATABASE_URL_FILE=str(secret)))
     assert not any("cannot see it" in text for _code, text in plan.findings)
+
+
+def test_listening_on_every_interface_without_allowed_hosts_is_warned_about(tmp_path):
+    open_plan = boot.resolve_plan(clean_env(tmp_path, WEB_HOST="0.0.0.0"))
+    assert any("DJANGO_ALLOWED_HOSTS is unset" in text for _code, text in open_plan.findings)
+    named = boot.resolve_plan(clean_env(tmp_path, WEB_HOST="0.0.0.0", DJANGO_ALLOWED_HOSTS="flowwatch.internal"))
+    assert not any("DJANGO_ALLOWED_HOSTS is unset" in text for _code, text in named.findings)
