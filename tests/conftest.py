@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_plugin import suite_server, suite_var_dir
-from tests.servers import RedisServer, die_with_parent
+from tests.servers import RedisServer, die_with_parent, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -104,13 +103,7 @@ class CeleryWorker:
         raise RuntimeError(f"celery worker not ready in {timeout}s: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, timeout=30)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import redis
 
 from tests.conftest import ROOT, subprocess_env
 from tests.redis_plugin import suite_var_dir
-from tests.servers import free_port
+from tests.servers import free_port, stop_group
 from workers.collect_keys import BrokerKeys
 from workers.heartbeat import count_processed, heartbeat_payload, write_heartbeat
 from workers.queues import QUEUE_NAMES
@@ -57,13 +56,7 @@ class Process:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, timeout=15)
 
 
 class WebServer(Process):
