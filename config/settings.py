@@ -176,8 +176,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False  # -E costs ~30 % of throughput (TRAPS.md)
-# The queue table is the only source of queues; see workers/routing.py.
-CELERY_TASK_CREATE_MISSING_QUEUES = False
 
 # --- Static files, auth, i18n --------------------------------------------
 STATIC_URL = "static/"
@@ -220,8 +218,8 @@ EMAIL_TIMEOUT = 10  # a dead mail server must not hold a trigger_alerts worker
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "flowwatch@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# Periodic work as a data table (STYLE §4): name, task, seconds between runs.
-# Queues come from TASK_ROUTES in workers/queues.py.  Each run expires just
+# Periodic work as a data table: name, task, seconds between runs.  Each task
+# runs on the queue its routed_task decorator declares.  Each run expires just
 # under its period, so a backlog never piles up copies.
 BEAT_TABLE = (
     ("metrics-prune-history", "apps.metrics.tasks.prune_history", 6 * 3600),

@@ -8,9 +8,21 @@ import pytest
 from celery.exceptions import QueueNotFound
 from django.core.management import call_command
 
+from config.celery import app
+from tests.conftest import CeleryWorker
+from tests.test_metrics_support import wait_for
 from workers.probe import probe
-from workers.queues import FAMILIES, QUEUE_NAMES, worker_groups
-from workers.routing import SENT_AT_HEADER, UndeclaredQueue, kombu_queues
+from workers.queues import DEFAULT_QUEUE, FAMILIES, QUEUE_NAMES, worker_groups
+from workers.routing import SENT_AT_HEADER, UndeclaredQueue, kombu_queues, routed_task, task_routes
+
+# The app tasks and the queue each declares in its routed_task decorator.
+APP_TASK_QUEUES = {
+    "apps.metrics.tasks.trigger_alerts": "trigger_alerts",
+    "apps.metrics.tasks.prune_history": "archive_data",
+    "apps.metrics.tasks.rebuild_caches": "stats_cache",
+    "workers.probe.probe": DEFAULT_QUEUE,
+}
+ARGS = {"apps.metrics.tasks.trigger_alerts": ([],), "workers.probe.probe": ("ai", 0.0)}
 
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
@@ -88,3 +100,66 @@ def test_probe_queues_fails_naming_the_queues_nobody_consumes(clean_redis, capsy
         call_command("probe_queues", "--timeout", "0.5")
     out = capsys.readouterr().out
     assert all(f"FAIL  {family.queue}" in out for family in FAMILIES)
+
+
+# -- routed_task: each task declares its queue -------------------------------------------
+def only_queue_holding_messages(server) -> str:
+    depths = {queue: broker_lengths(server, queue) for queue in QUEUE_NAMES}
+    filled = [queue for queue, depth in depths.items() if depth]
+    assert len(filled) == 1, depths
+    return filled[0]
+
+
+def test_every_app_task_is_routed_to_the_queue_its_decorator_declares():
+    app.loader.import_default_modules()
+    assert {name: task_routes()[name] for name in APP_TASK_QUEUES} == APP_TASK_QUEUES
+
+
+@pytest.mark.parametrize("name", sorted(APP_TASK_QUEUES))
+def test_a_routed_task_sent_without_a_queue_lands_in_its_declared_queue(clean_redis, name):
+    app.loader.import_default_modules()
+    app.tasks[name].apply_async(args=ARGS.get(name, ()), retry=False)
+    assert only_queue_holding_messages(clean_redis) == APP_TASK_QUEUES[name]
+
+
+@pytest.mark.parametrize("name", sorted(APP_TASK_QUEUES))
+def test_a_routed_task_sent_by_name_alone_lands_in_its_declared_queue(clean_redis, name):
+    app.loader.import_default_modules()
+    app.send_task(name, args=ARGS.get(name, ()), retry=False)  # as beat sends its schedule
+    assert only_queue_holding_messages(clean_redis) == APP_TASK_QUEUES[name]
+
+
+def test_an_explicit_queue_still_wins_over_the_declared_one(clean_redis):
+    from apps.metrics.tasks import rebuild_caches
+
+    rebuild_caches.apply_async(queue="ai", retry=False)
+    assert only_queue_holding_messages(clean_redis) == "ai"
+
+
+def test_a_task_declared_on_an_undeclared_queue_is_refused_naming_the_queue():
+    with pytest.raises(UndeclaredQueue, match="'nobody_consumes_this' is not declared in workers/queues.py"):
+        @routed_task("nobody_consumes_this")
+        def orphan() -> None: ...
+    assert "tests.test_routing.orphan" not in task_routes()
+
+
+def test_one_task_name_cannot_be_routed_to_two_queues():
+    @routed_task("ai", name="tests.test_routing.twice")
+    def first() -> None: ...
+
+    with pytest.raises(UndeclaredQueue, match="already routed to 'ai'"):
+        @routed_task("stats_cache", name="tests.test_routing.twice")
+        def second() -> None: ...
+    assert task_routes()["tests.test_routing.twice"] == "ai"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_consuming_only_the_declared_queue_runs_the_routed_task(clean_redis):
+    from apps.metrics.tasks import rebuild_caches
+
+    worker = CeleryWorker(("stats_cache",), name="routed").start()
+    try:
+        rebuild_caches.apply_async(retry=False)
+        wait_for(lambda: clean_redis.client(0).hget("fw:processed:total", "stats_cache") == b"1", timeout=30)
+    finally:
+        worker.stop()

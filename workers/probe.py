@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celery import shared_task
+from workers.queues import DEFAULT_QUEUE
+from workers.routing import routed_task
 
 MAX_HOLD_SECONDS = 30.0
 
 
-@shared_task(name="workers.probe.probe", bind=True, ignore_result=False, acks_late=False)
+# Declared on the default queue; probe_queues sends each probe to one queue (queue=...).
+@routed_task(DEFAULT_QUEUE, name="workers.probe.probe", bind=True, ignore_result=False, acks_late=False)
 def probe(self, queue: str, sent_at: float, hold_seconds: float = 0.0) -> dict[str, Any]:
     """Answer who consumed the probe, from which queue, and when.
 

@@ -1,9 +1,10 @@
 """The queue table: every Celery queue Flowwatch uses, declared once.
 
-Celery's ``task_queues`` and ``task_routes``, the supervisor worker programs,
-the controller's depth reader, ``probe_queues`` and the metrics page are all
-derived from :data:`FAMILIES`.  Adding a queue is one line here; the
-checklist is in docs/queues.md.
+Celery's ``task_queues``, the supervisor worker programs, the controller's
+depth reader, ``probe_queues`` and the metrics page are all derived from
+:data:`FAMILIES`.  Adding a queue is one line here; the checklist is in
+docs/queues.md.  Tasks name their queue where they are defined, with
+``workers.routing.routed_task``.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ BY_QUEUE: dict[str, Family] = {f.queue: f for f in FAMILIES}
 # explicitly; this only catches a task nobody routed, and it is consumed.
 DEFAULT_QUEUE = "periodic_run"
 
-# Every task's route.  Tasks of the probe are routed per call (queue=...).
-TASK_ROUTES: dict[str, str] = {
-    "workers.probe.probe": DEFAULT_QUEUE,
-    "apps.metrics.tasks.trigger_alerts": "trigger_alerts",
-    "apps.metrics.tasks.prune_history": "archive_data",
-    "apps.metrics.tasks.rebuild_caches": "stats_cache",
-}
-
 
 def worker_groups() -> dict[str, tuple[str, ...]]:
     """Worker group name -> the queues its worker consumes, in table order."""
@@ -67,10 +60,3 @@ def worker_groups() -> dict[str, tuple[str, ...]]:
         groups.setdefault(family.group, []).append(family.queue)
     return {name: tuple(queues) for name, queues in groups.items()}
 
-
-def family(queue: str) -> Family:
-    """The declared family of ``queue``; KeyError names undeclared ones."""
-    try:
-        return BY_QUEUE[queue]
-    except KeyError:
-        raise KeyError(f"queue {queue!r} is not declared in workers/queues.py") from None

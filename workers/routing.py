@@ -2,27 +2,76 @@
 
 Each queue gets its own direct exchange and routing key: bare ``Queue(name)``
 objects next to a shared default exchange can copy one message into several
-queues (shared/TRAPS.md).
+queues.
+
+Tasks declare their queue where they are defined, with :func:`routed_task`::
+
+    from workers.routing import routed_task
+
+    @routed_task("messagelog_read", bind=True, max_retries=5)
+    def read_message_logs(self, tenant_id: int) -> None: ...
+
+The queue is checked against the table in workers/queues.py when the task's
+module is imported (Celery imports every app's tasks when it loads), and the
+task carries it, so ``apply_async()`` without a queue lands there.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
+from celery import shared_task
 from celery.app.amqp import AMQP
 from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
-from workers.queues import DEFAULT_QUEUE, FAMILIES, QUEUE_NAMES, TASK_ROUTES
+from workers.queues import DEFAULT_QUEUE, FAMILIES, QUEUE_NAMES
 
 # Header stamped on every task at publish; the controller reads it from the
 # oldest waiting message to tell how long that message has waited.
 SENT_AT_HEADER = "fw_sent_at"
 
 
+# Task name -> its queue, filled by routed_task as task modules are imported.
+_ROUTES: dict[str, str] = {}
+
+
 class UndeclaredQueue(LookupError):
-    """A task was sent to a queue the queue table does not declare."""
+    """A task was sent to, or declared on, a queue the queue table does not declare."""
+
+
+def routed_task(queue: str, **celery_options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``celery.shared_task`` that runs on ``queue``, a queue of the table.
+
+    An undeclared queue is refused here, when the module defining the task is
+    imported, not when the first message is sent. ``celery_options`` go to
+    ``shared_task`` unchanged (``bind``, ``name``, retries, ...); the task's
+    name defaults to ``module.function`` as Celery's does.
+    """
+    if queue not in QUEUE_NAMES:
+        raise UndeclaredQueue(f"routed_task: queue {queue!r} is not declared in workers/queues.py")
+
+    def declare(function: Callable[..., Any]) -> Any:
+        name = celery_options.get("name") or f"{function.__module__}.{function.__name__}"
+        if _ROUTES.get(name, queue) != queue:
+            raise UndeclaredQueue(f"routed_task: task {name!r} is already routed to {_ROUTES[name]!r}, "
+                                  f"not {queue!r}")
+        _ROUTES[name] = queue
+        return shared_task(**{**celery_options, "name": name, "queue": queue})(function)
+
+    return declare
+
+
+def task_routes() -> dict[str, str]:
+    """Task name -> queue of every routed task imported so far."""
+    return dict(_ROUTES)
+
+
+def route_by_name(name: str, *_args: Any, **_kwargs: Any) -> dict[str, str] | None:
+    """Celery router: a task sent by name alone (``send_task``, beat) goes to its declared queue."""
+    queue = _ROUTES.get(name)
+    return {"queue": queue} if queue else None
 
 
 def kombu_queues() -> tuple[Queue, ...]:
@@ -37,7 +86,7 @@ def celery_config() -> dict[str, Any]:
         "task_default_queue": DEFAULT_QUEUE,
         "task_default_exchange": DEFAULT_QUEUE,
         "task_default_routing_key": DEFAULT_QUEUE,
-        "task_routes": {task: {"queue": queue} for task, queue in TASK_ROUTES.items()},
+        "task_routes": (route_by_name,),
         # Celery refuses unknown queue names itself with this off;
         # GuardedAMQP also refuses raw exchange/routing-key pairs.
         "task_create_missing_queues": False,

@@ -1,4 +1,5 @@
-"""Metrics tasks.  Their queues are declared, and routed, in workers/queues.py.
+"""Metrics tasks.  Each names its queue in its ``routed_task`` decorator; the
+queues are declared in workers/queues.py.
 
 * ``trigger_alerts`` (queue ``trigger_alerts``): e-mail and webhook for events;
 * ``prune_history`` (queue ``archive_data``): drops history and events older
@@ -18,13 +19,13 @@ import urllib.request
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
 from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
+from workers.routing import routed_task
 
 logger = logging.getLogger("flowwatch.metrics")
 
@@ -32,9 +33,8 @@ WEBHOOK_TIMEOUT = 10
 DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
 
 
-@shared_task(name="apps.metrics.tasks.trigger_alerts",
-             autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600, retry_jitter=True,
-             max_retries=8)
+@routed_task("trigger_alerts", autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600,
+             retry_jitter=True, max_retries=8)
 def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
     """Send each event by e-mail and webhook.
 
@@ -88,7 +88,7 @@ def _webhook(url: str, events: list[MetricEvent]) -> int:
     return len(events)
 
 
-@shared_task(name="apps.metrics.tasks.prune_history")
+@routed_task("archive_data")
 def prune_history() -> dict[str, int]:
     """Delete per-minute history and events older than history_retention_days."""
     cutoff = timezone.now() - timedelta(days=cMetricSettings.load().history_retention_days)
@@ -101,7 +101,7 @@ def prune_history() -> dict[str, int]:
     return counts
 
 
-@shared_task(name="apps.metrics.tasks.rebuild_caches")
+@routed_task("stats_cache")
 def rebuild_caches(names: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the registered cache rebuilders (all, or the named ones) and log what ran."""
     results = run_rebuilders(names)
