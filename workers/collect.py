@@ -1,4 +1,4 @@
-"""The broker and INFO readers behind the controller (DESIGN §4 step 1).
+"""The broker and INFO readers behind the controller (docs/metrics.md, "One tick").
 
 :func:`read_broker` costs ONE pipelined round trip to the broker Redis, how
 many queues there are notwithstanding; it reads, in this order:
@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +40,8 @@ import redis
 
 from config.redis_layout import Layout
 from workers.collect_keys import BrokerKeys
-from workers.heartbeat import parse_heartbeat
+from workers.heartbeat import parse_heartbeats
+from workers.log_once import LogOnce
 from workers.routing import SENT_AT_HEADER
 
 logger = logging.getLogger("flowwatch.collect")
@@ -106,25 +106,13 @@ def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     return f"error: {text}"
 
 
-class _Once:
-    """Logs each malformed entry once per process, not every tick it stays."""
+_malformed = LogOnce()
 
-    LIMIT = 1000
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.lock = threading.Lock()
-
-    def skip(self, what: str) -> None:
-        with self.lock:
-            if what in self.seen:
-                return
-            if len(self.seen) < self.LIMIT:
-                self.seen.add(what)
+def _skip(what: str) -> None:
+    """Leave a malformed entry out; logged once per process, not every tick it stays."""
+    if _malformed.started(what):
         logger.warning("skipped a malformed entry: %s (it is left out of the metrics)", what)
-
-
-_malformed = _Once()
 
 
 def _text(value: Any) -> str:
@@ -140,7 +128,7 @@ def _ints(mapping: Any, key: str) -> dict[str, int]:
         try:
             found[_text(field_name)] = int(value)
         except (ValueError, TypeError):
-            _malformed.skip(f"{key} field {_text(field_name)!r}: {_text(value)[:80]!r} is not an integer")
+            _skip(f"{key} field {_text(field_name)!r}: {_text(value)[:80]!r} is not an integer")
     return found
 
 
@@ -157,16 +145,10 @@ def _sent_at(raw: Any) -> float | None:
 
 def _workers(mapping: Any, key: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(readable heartbeats by worker name, names of unreadable entries)."""
-    found, unreadable = {}, []
-    for raw_name, raw in (mapping if isinstance(mapping, dict) else {}).items():
-        name = _text(raw_name)
-        payload = parse_heartbeat(raw)
-        if payload is None:
-            unreadable.append(name)
-            _malformed.skip(f"{key} field {name!r}: {_text(raw)[:80]!r} is not a heartbeat")
-            continue
-        found[name] = payload
-    return found, unreadable
+    found, unreadable = parse_heartbeats(mapping)
+    for name, raw in unreadable.items():
+        _skip(f"{key} field {name!r}: {_text(raw)[:80]!r} is not a heartbeat")
+    return found, list(unreadable)
 
 
 def _save(reply: Any) -> str | None:

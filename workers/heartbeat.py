@@ -45,6 +45,7 @@ import redis
 from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
 
 from workers.collect_keys import BrokerKeys
+from workers.log_once import LogOnce
 from workers.queues import QUEUE_NAMES
 
 logger = logging.getLogger("flowwatch.heartbeat")
@@ -61,7 +62,7 @@ INSTANCE_SEPARATOR = "#"
 
 _clients: dict[int, redis.Redis] = {}
 _state: dict[str, Any] = {}
-_failing = threading.Event()
+_outage = LogOnce()
 
 
 def broker_client() -> redis.Redis:
@@ -79,17 +80,18 @@ def _keys(app: Any) -> BrokerKeys:
 
 
 def _guarded(action: str, write) -> bool:
-    """Run a metrics write; Redis trouble is logged once per outage, never raised."""
+    """Run a metrics write; Redis trouble is logged once per outage, never raised.
+
+    One outage for every kind of write: they all go to the same broker.
+    """
     try:
         write()
     except (redis.RedisError, OSError) as exc:
-        if not _failing.is_set():
-            _failing.set()
+        if _outage.started("broker"):
             logger.warning("metrics %s failed (further failures stay quiet until it works): %s",
                            action, type(exc).__name__)
         return False
-    if _failing.is_set():
-        _failing.clear()
+    if _outage.ended("broker"):
         logger.info("metrics %s works again", action)
     return True
 
@@ -124,6 +126,21 @@ def parse_heartbeat(raw: Any) -> dict[str, Any] | None:
     if instance is not None and not isinstance(instance, str):
         return None
     return payload
+
+
+def parse_heartbeats(mapping: Any) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``HGETALL fw:workers`` as readers use it: (readable heartbeats by worker
+    name, raw values of the unreadable ones by name)."""
+    found: dict[str, dict[str, Any]] = {}
+    unreadable: dict[str, Any] = {}
+    for raw_name, raw in (mapping if isinstance(mapping, dict) else {}).items():
+        name = raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
+        payload = parse_heartbeat(raw)
+        if payload is None:
+            unreadable[name] = raw
+        else:
+            found[name] = payload
+    return found, unreadable
 
 
 def write_heartbeat(client: redis.Redis, keys: BrokerKeys, payload: dict[str, Any]) -> None:

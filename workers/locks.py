@@ -1,4 +1,4 @@
-"""Worker locks: an owner token and a TTL; only the owner releases (DESIGN §6).
+"""Worker locks: an owner token and a TTL; only the owner releases (docs/metrics.md, "Locks").
 
 A lock is the key ``fw:lock:<name>`` in the broker Redis whose value is
 ``<owner>|<token>``.  The owner is, in a worker, ``group@host#<instance>``:
@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import redis
 
 from workers.collect_keys import BrokerKeys
-from workers.heartbeat import HEARTBEAT_TTL, INSTANCE_SEPARATOR, lock_owner, parse_heartbeat
+from workers.heartbeat import HEARTBEAT_TTL, INSTANCE_SEPARATOR, lock_owner, parse_heartbeats
 
 SEPARATOR = "|"
 
@@ -101,20 +101,15 @@ def owner_of(value: bytes | str | None) -> str | None:
 
 def read_heartbeats(client: redis.Redis, keys: BrokerKeys) -> dict[str, dict[str, Any]]:
     """The readable heartbeats of ``fw:workers`` by worker name (malformed entries left out)."""
-    found = {}
-    for name, raw in client.hgetall(keys.workers).items():
-        payload = parse_heartbeat(raw)
-        if payload is not None:
-            found[name.decode(errors="replace")] = payload
-    return found
+    return parse_heartbeats(client.hgetall(keys.workers))[0]
 
 
 def owner_alive(owner: str, heartbeats: Mapping[str, Mapping[str, Any]], now: float) -> bool | None:
     """Whether a worker owner is alive; None for owners that are not workers.
 
     ``group@host#<instance>`` is alive while the heartbeat of ``group@host``
-    is fresh AND carries that instance.  A bare ``group@host`` (a lock taken
-    before instance ids existed) is alive while that name's heartbeat is fresh.
+    is fresh AND carries that instance.  A bare ``group@host`` (an owner
+    without an instance id) is alive while that name's heartbeat is fresh.
     """
     name, sep, instance = owner.rpartition(INSTANCE_SEPARATOR)
     if not sep:
