@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
 The Django ASGI app is built once, before any consumer is imported, so that
-the app registry is ready when consumers import models (STYLE.md §8).
+the app registry is ready when consumers import models.
 """
 
 import os

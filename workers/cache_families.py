@@ -1,4 +1,4 @@
-"""Cache families: every cache key belongs to one, with its timeout (DESIGN §6).
+"""Cache families: every cache key belongs to one, with its timeout (docs/dashboard.md).
 
 A key is ``<family prefix>:<rest>``; :func:`key` builds it and refuses
 undeclared families, so the superadmin page can say what occupies the cache

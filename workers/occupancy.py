@@ -1,4 +1,4 @@
-"""What occupies each Redis: a bounded sample of its keyspace (DESIGN §6).
+"""What occupies each Redis: a bounded sample of its keyspace (docs/dashboard.md).
 
 For every database a role lives in, keys are walked with ``SCAN COUNT`` and
 measured with ``MEMORY USAGE`` and ``PTTL`` in pipelined batches, then sorted

@@ -1,6 +1,6 @@
 """/ws/superadmin/metrics/: the controller's snapshots, pushed to the page.
 
-Thin on purpose (STYLE.md §8): the controller publishes to the group, this
+Thin on purpose: the controller publishes to the group, this
 consumer forwards.  Message shapes are TypedDicts; one handler per type.
 """
 

@@ -17,7 +17,7 @@ STATUSES = (OK, WARN, CRITICAL)
 STATUS_CHOICES = [(s, s) for s in STATUSES]
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
-# The DESIGN §4 defaults; the data migration 0002 writes exactly these.
+# The defaults of docs/metrics.md; the data migration 0002 writes exactly these.
 DEFAULTS: dict[str, int] = {
     "queue_warn": 1000,
     "queue_critical": 10000,
@@ -41,7 +41,7 @@ def split_emails(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").replace(";", ",").split(",") if part.strip()]
 
 
-class cMetricSettings(models.Model):  # noqa: N801  the name DESIGN §4 gives it
+class cMetricSettings(models.Model):  # noqa: N801  the name operators know it by
     """The application thresholds: a singleton (pk 1), edited by superadmins."""
 
     queue_warn = models.PositiveIntegerField(default=DEFAULTS["queue_warn"],

@@ -1,4 +1,4 @@
-"""/api/metrics/, /api/metrics/history/ and /metrics (DESIGN §5)."""
+"""/api/metrics/, /api/metrics/history/ and /metrics (docs/metrics.md, "Endpoints")."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
     except CacheUnavailable:
         return None, _unavailable("cache_unavailable", "The cache Redis does not answer; no snapshot can be read.")
     if snapshot is None:
-        # DESIGN §7: a cache-backed read without its cached value is cache_unavailable.
+        # A cache-backed read without its cached value is cache_unavailable, like a dead cache.
         return None, _unavailable("cache_unavailable", NO_SNAPSHOT_DETAIL)
     return snapshot, None
 

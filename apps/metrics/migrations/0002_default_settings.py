@@ -1,4 +1,4 @@
-"""Create the cMetricSettings singleton with the DESIGN §4 defaults."""
+"""Create the cMetricSettings singleton with the default thresholds of docs/metrics.md."""
 
 from django.db import migrations
 

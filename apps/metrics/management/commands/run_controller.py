@@ -1,4 +1,4 @@
-"""``manage.py run_controller [--once] [--interval S]``: the controller loop (DESIGN §4).
+"""``manage.py run_controller [--once] [--interval S]``: the controller loop (docs/metrics.md).
 
 ``--once`` exits non-zero when its single tick failed; the loop itself never
 exits on a failing tick (it backs off).
