@@ -22,7 +22,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 ROLES: tuple[str, ...] = ("broker", "results", "cache", "channels")
@@ -220,6 +220,15 @@ def mask_url(url: str) -> str:
     if not colon or any(c in user for c in "/?#"):
         return f"{scheme}://***@{after}"  # a lone userinfo may be a password too
     return f"{scheme}://{user}:***@{after}"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every non-empty secret replaced by ``***``: for error texts
+    that may quote a password (a server's reply, a subprocess's output)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _wants_insecure(role_url: RoleUrl) -> bool:

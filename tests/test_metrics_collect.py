@@ -9,7 +9,7 @@ import redis
 from kombu import Connection
 
 from tests.test_metrics_support import KEYS, fake_worker, fill, layout_for, message, private_server
-from workers.collect import Collector, read_broker
+from workers.collect import Collector, describe_error, read_broker
 from workers.collect_keys import BrokerKeys
 from workers.probe import probe
 from workers.queues import QUEUE_NAMES
@@ -187,3 +187,8 @@ def test_the_collector_holds_one_client_per_server_and_none_unused(clean_redis):
         collector.close()
     assert len({id(c) for c in clients}) == len(collector.servers) == 2
     assert collector.broker_server not in collector.clients  # read through broker_client only
+
+
+def test_an_error_text_that_quotes_a_password_is_redacted_in_the_reason():
+    error = redis.ConnectionError("Error connecting to 127.0.0.1:1. auth 'pa55' refused.")
+    assert describe_error(error, ["pa55", ""]) == "unreachable: auth '***' refused"

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import redis
 
-from config.redis_layout import Layout
+from config.redis_layout import Layout, redact
 from workers.collect_keys import BrokerKeys
 from workers.heartbeat import parse_heartbeats
 from workers.log_once import LogOnce
@@ -97,10 +97,7 @@ def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     match = re.search(r"connecting to \S+?\.\s+(.*)", text)
     if match:
         text = match.group(1)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = text.rstrip(".")
+    text = redact(text, secrets).rstrip(".")
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return f"unreachable: {text}"
     return f"error: {text}"
