@@ -21,11 +21,9 @@ VAR_DIR = var_dir()
 SECRET_KEY = secret_key(VAR_DIR)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 WEB_HOST = env_str("WEB_HOST", "127.0.0.1")
-WEB_PORT = env_int("WEB_PORT", 8000, minimum=1)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", f"localhost,127.0.0.1,[::1],{WEB_HOST}")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 METRICS_API_TOKEN = env_str("METRICS_API_TOKEN", "")
-SIMULATOR = env_bool("SIMULATOR", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -13,8 +13,6 @@ from django.utils import timezone
 from workers.queues import QUEUE_NAMES
 
 OK, WARN, CRITICAL = "ok", "warn", "critical"
-STATUSES = (OK, WARN, CRITICAL)
-STATUS_CHOICES = [(s, s) for s in STATUSES]
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
 # The defaults of docs/metrics.md; the data migration 0002 writes exactly these.
