@@ -192,3 +192,16 @@ def test_staff_who_are_not_superadmins_cannot_see_the_thresholds_in_the_admin(cl
     assert client.get("/admin/metrics/cmetricsettings/").status_code == 403
     assert client.get("/admin/metrics/cmetricsettings/1/change/").status_code == 403
     assert client.get("/admin/metrics/queuethreshold/").status_code == 403
+
+
+def test_every_threshold_the_controller_applies_is_on_the_form_and_in_the_admin(client, superadmin):
+    from apps.metrics.evaluate import Thresholds
+    from apps.metrics.models import DEFAULTS, THRESHOLD_FIELDS
+
+    applied = [name for name in Thresholds.__dataclass_fields__ if name != "queue_overrides"]
+    assert list(THRESHOLD_FIELDS) == applied
+    assert set(applied) <= set(MetricSettingsForm.base_fields) and set(applied) <= set(DEFAULTS)
+    client.force_login(superadmin)
+    page = client.get("/admin/metrics/cmetricsettings/1/change/").content.decode()
+    assert all(f'name="{name}"' in page for name in applied)
+    assert 'name="alert_webhook_url"' in page

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from apps.metrics.auth import is_superadmin
 from apps.metrics.forms import MetricSettingsForm, QueueThresholdForm
-from apps.metrics.models import MetricEvent, QueueThreshold, cMetricSettings
+from apps.metrics.models import (HISTORY_AND_ALERT_FIELDS, THRESHOLD_GROUPS, MetricEvent, QueueThreshold,
+                                 cMetricSettings)
 
 
 class SuperadminOnly:
@@ -35,11 +36,8 @@ class SuperadminOnly:
 class MetricSettingsAdmin(SuperadminOnly, admin.ModelAdmin):
     form = MetricSettingsForm
     fieldsets = (
-        ("Queues", {"fields": ("queue_warn", "queue_critical")}),
-        ("Redis memory", {"fields": ("memory_warn_percent", "memory_critical_percent")}),
-        ("Redis counters (increase since the previous sample)",
-         {"fields": ("evicted_keys_warn_min", "evicted_keys_critical_min", "rejected_connections_critical_min")}),
-        ("History and alerts", {"fields": ("history_retention_days", "alert_emails", "alert_webhook_url")}),
+        *((heading, {"fields": names}) for heading, names in THRESHOLD_GROUPS),
+        ("History and alerts", {"fields": HISTORY_AND_ALERT_FIELDS}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django import forms
 
-from apps.metrics.models import QueueThreshold, cMetricSettings
+from apps.metrics.models import (HISTORY_AND_ALERT_FIELDS, THRESHOLD_FIELDS, QueueThreshold,
+                                 cMetricSettings)
 from workers.queues import QUEUE_NAMES
 
 
@@ -19,11 +20,7 @@ class MetricSettingsForm(forms.ModelForm):
 
     class Meta:
         model = cMetricSettings
-        fields = [
-            "queue_warn", "queue_critical", "memory_warn_percent", "memory_critical_percent",
-            "evicted_keys_warn_min", "evicted_keys_critical_min", "rejected_connections_critical_min",
-            "history_retention_days", "alert_emails", "alert_webhook_url",
-        ]
+        fields = [*THRESHOLD_FIELDS, *HISTORY_AND_ALERT_FIELDS]
         widgets = {"alert_emails": forms.Textarea(attrs={"rows": 2})}
 
 

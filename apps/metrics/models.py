@@ -27,6 +27,20 @@ DEFAULTS: dict[str, int] = {
     "history_retention_days": 30,
 }
 
+# The threshold fields of cMetricSettings as the admin groups them: (heading,
+# fields).  The settings form and the admin are built from this table, so a
+# new threshold is its model field and default here, its use in evaluate.py,
+# a migration, and its line in docs/metrics.md.
+THRESHOLD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Queues", ("queue_warn", "queue_critical")),
+    ("Redis memory", ("memory_warn_percent", "memory_critical_percent")),
+    ("Redis counters (increase since the previous sample)",
+     ("evicted_keys_warn_min", "evicted_keys_critical_min", "rejected_connections_critical_min")),
+)
+THRESHOLD_FIELDS: tuple[str, ...] = tuple(name for _heading, names in THRESHOLD_GROUPS for name in names)
+# The other settings on the same form: retention and where alerts go.
+HISTORY_AND_ALERT_FIELDS = ("history_retention_days", "alert_emails", "alert_webhook_url")
+
 # (warn field, critical field, label): warn must stay below critical.
 ORDERED_PAIRS = (
     ("queue_warn", "queue_critical", "queue"),
