@@ -15,13 +15,17 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
+from apps.metrics.assess import Assessor
 from apps.metrics.controller import Controller
-from apps.metrics.evaluate import Hysteresis
+from apps.metrics.evaluate import Hysteresis, Thresholds
 from apps.metrics.models import MetricEvent, QueueSample, RedisSample, RedisServerState, iso
-from apps.metrics.snapshot import GROUP, latest_snapshot
+from apps.metrics.snapshot import (GROUP, ControllerInfo, DatabaseStatus, EventEntry, Persistence, QueueEntry,
+                                   RedisEntry, Snapshot, Unacked, WorkerEntry, latest_snapshot)
 from tests.conftest import ROOT, subprocess_env
 from tests.servers import RedisServer
 from tests.test_metrics_support import fake_worker, fill, layout_for, private_server, queue, role, wait_for
+from workers.collect import Collector
+from workers.queues import QUEUE_NAMES
 
 
 def tick(controller: Controller) -> dict:
@@ -47,6 +51,20 @@ def test_hysteresis_restarts_the_count_when_the_value_comes_back():
     assert h.update("q", "ok", "ok")[1] == "critical"
     assert h.update("q", "ok", "ok")[1] == "critical"
     assert h.update("q", "ok", "ok")[1] == "ok"
+
+
+def test_the_assessment_reports_what_to_write_and_writes_nothing_itself(clean_redis):
+    """No ``db`` fixture: pytest-django fails any database query made here."""
+    layout = layout_for(clean_redis.port)
+    collector = Collector(layout, {}, QUEUE_NAMES)
+    assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+    try:
+        found = assessor.assess(collector.collect(), Thresholds(), time.time())
+    finally:
+        collector.close()
+    assert [run_id for _server, run_id, _restart in found.run_ids] == [role(
+        {"redis": found.redis}, "broker")["run_id"]]
+    assert len(found.changes) == len(QUEUE_NAMES)  # no consumer anywhere: every queue warns
 
 
 @pytest.mark.django_db
@@ -117,6 +135,20 @@ def test_a_tick_publishes_the_snapshot_to_the_cache_and_the_channels_group(clean
     assert [r["role"] for r in cached["redis"]] == ["broker", "results", "cache", "channels"]
     assert role(cached, "broker")["shared_with"] == ["results", "cache", "channels"]
     json.dumps(cached)  # JSON-safe all the way down
+
+
+@pytest.mark.django_db
+def test_the_snapshot_typeddicts_name_exactly_the_fields_a_tick_publishes(clean_redis):
+    fake_worker(clean_redis.client(0), queues=("ai",))  # a worker, and events for the other queues
+    controller = Controller(publish=False, send_tasks=False)
+    snapshot = tick(controller)
+    controller.leader.release()
+    shapes = [(snapshot, Snapshot), (snapshot["queues"][0], QueueEntry), (snapshot["redis"][0], RedisEntry),
+              (snapshot["redis"][0]["persistence"], Persistence), (snapshot["workers"][0], WorkerEntry),
+              (snapshot["unacked"], Unacked), (snapshot["events"][0], EventEntry),
+              (snapshot["database"], DatabaseStatus), (snapshot["controller"], ControllerInfo)]
+    for found, shape in shapes:
+        assert set(found) == set(shape.__annotations__), shape.__name__
 
 
 @pytest.mark.django_db

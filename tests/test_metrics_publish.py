@@ -47,7 +47,7 @@ def test_the_controller_publishes_every_tick_over_one_kept_connection(clean_redi
         assert controller.tick()
     after = connections_received(channels_redis)
     controller.leader.release()
-    assert "channels" not in controller._publish_failed  # every publish went through
+    assert not controller.effects.failing("channels")  # every publish went through
     assert after - before <= 2
 
 

@@ -14,7 +14,7 @@ has been under 900 for three ticks in a row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from apps.metrics.models import CRITICAL, DEFAULTS, OK, WARN
 
@@ -166,3 +166,24 @@ class Hysteresis:
         if track and track.lower_ticks:
             return f"clearing: lower for {track.lower_ticks}/{self.clear_ticks} ticks"
         return None
+
+    def judge(self, subject: str, status_at: Callable[[float], tuple[str, list[str]]]) -> "Judgement":
+        """The status of ``subject`` this tick.
+
+        ``status_at(scale)`` is its status and reasons with every threshold
+        scaled by ``scale``: 1 gives the rising status, 1 - CLEAR_MARGIN the
+        clearing one.
+        """
+        rising, reasons = status_at(1.0)
+        clearing, _ = status_at(1 - CLEAR_MARGIN)
+        old, new = self.update(subject, rising, clearing)
+        note = self.clearing_note(subject)
+        return Judgement(old, new, reasons, reasons + ([note] if note else []))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    old: str
+    new: str
+    reasons: list[str]  # why, by the plain thresholds
+    shown: list[str]  # the reasons and how far clearing got, as the snapshot shows them

@@ -1,6 +1,7 @@
-"""Where the controller's snapshot goes, and how readers get it.
+"""The controller's snapshot: its shape, where it goes, and how readers get it.
 
-The snapshot's shape is described in docs/metrics.md ("The snapshot").
+The shape is the contract of docs/metrics.md ("The snapshot"); the
+TypedDicts below spell it for the code.
 
 * the cache: key ``metrics_snapshot:latest`` of the ``metrics_snapshot`` family
   (its timeout: a snapshot older than that means no controller is running);
@@ -16,7 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from typing import Any
+from typing import Any, TypedDict
 
 from django.core.cache import cache
 
@@ -31,11 +32,111 @@ CACHE_KEY = cache_families.key("metrics_snapshot", "latest")
 GROUP_SEND_TIMEOUT = 2.0
 
 
+class QueueEntry(TypedDict):
+    name: str
+    lane: str | None
+    group: str | None
+    depth: int | None  # None while the broker is unreachable
+    by_priority: dict[str, int]
+    oldest_age_seconds: float | None
+    consumers: int
+    processed_per_minute: float | None
+    processed_total: int | None
+    warn: int
+    critical: int
+    status: str
+    reasons: list[str]
+
+
+class Persistence(TypedDict):
+    save: str | None
+    appendonly: bool
+    persistent: bool
+
+
+class RedisEntry(TypedDict):
+    role: str
+    host: str
+    port: int
+    db: int
+    tls: bool
+    shared_with: list[str]
+    reachable: bool
+    error: str | None
+    used_memory: int | None
+    maxmemory: int | None
+    memory_percent: float | None
+    no_maxmemory: bool | None
+    evicted_keys_delta: int | None
+    rejected_connections_delta: int | None
+    connected_clients: int | None
+    maxclients: int | None
+    maxmemory_policy: str | None
+    uptime_seconds: int | None
+    persistence: Persistence | None
+    run_id: str | None
+    redis_version: str | None
+    last_restart_at: str | None
+    status: str
+    reasons: list[str]
+
+
+class WorkerEntry(TypedDict):
+    name: str
+    group: str | None
+    host: str | None
+    pid: int | None
+    queues: list[str]
+    last_heartbeat: str | None
+    alive: bool
+
+
+class Unacked(TypedDict):
+    count: int | None
+    oldest_age_seconds: float | None
+
+
+class EventEntry(TypedDict):
+    id: int | None  # None while the database is away: it is not saved yet
+    at: str | None
+    kind: str
+    subject: str
+    old_status: str
+    new_status: str
+    message: str
+    details: dict[str, Any]
+
+
+class DatabaseStatus(TypedDict):
+    reachable: bool
+    error: str | None
+
+
+class ControllerInfo(TypedDict):
+    host: str
+    pid: int
+    leader: bool
+    interval: float
+
+
+class Snapshot(TypedDict):
+    collected_at: str | None
+    duration_ms: float
+    queues: list[QueueEntry]
+    unacked: Unacked
+    redis: list[RedisEntry]
+    workers: list[WorkerEntry]
+    thresholds: dict[str, Any]
+    events: list[EventEntry]
+    database: DatabaseStatus
+    controller: ControllerInfo
+
+
 class CacheUnavailable(RuntimeError):
     """The cache Redis did not answer."""
 
 
-def latest_snapshot() -> dict[str, Any] | None:
+def latest_snapshot() -> Snapshot | None:
     """The latest snapshot, None when none is cached; CacheUnavailable when the cache is down."""
     try:
         return cache.get(CACHE_KEY)
@@ -43,7 +144,7 @@ def latest_snapshot() -> dict[str, Any] | None:
         raise CacheUnavailable(f"cache unavailable: {type(exc).__name__}") from None
 
 
-def publish_to_cache(snapshot: dict[str, Any]) -> None:
+def publish_to_cache(snapshot: Snapshot) -> None:
     """Raises CacheUnavailable when the cache Redis is down."""
     try:
         cache.set(CACHE_KEY, snapshot, timeout=cache_families.timeout("metrics_snapshot"))
@@ -68,7 +169,7 @@ class GroupPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def send(self, snapshot: dict[str, Any]) -> None:
+    def send(self, snapshot: Snapshot) -> None:
         """Raises on a dead or hanging channel layer (within ``timeout``)."""
         from channels.layers import get_channel_layer
 
@@ -117,7 +218,7 @@ class GroupPublisher:
 group_publisher = GroupPublisher()
 
 
-def publish_to_group(snapshot: dict[str, Any]) -> None:
+def publish_to_group(snapshot: Snapshot) -> None:
     """Send the snapshot to the metrics page's group; raises on a dead channel layer."""
     group_publisher.send(snapshot)
 
