@@ -1,8 +1,8 @@
 """Worker heartbeats and processed counters, written by Celery worker signals.
 
-Imported by :mod:`apps.metrics.tasks`, which Celery autodiscovers in every
-worker before it sends ``celeryd_init``, so every worker connects these
-handlers (importing this module again elsewhere is harmless).
+Imported by the Celery app (config/celery.py), so every worker connects these
+handlers before it sends ``celeryd_init`` (importing this module again
+elsewhere is harmless).
 What they write into the broker Redis (names from :mod:`workers.collect_keys`,
 behind kombu's ``global_keyprefix``):
 

@@ -156,8 +156,8 @@ class GroupPublisher:
     """Sends snapshots to :data:`GROUP` from one event loop that lives in its own thread.
 
     channels-redis keeps its connection pools per event loop. ``async_to_sync``
-    runs every call in a new loop, so each publish opened a new connection
-    (and, on a managed Redis, a TLS handshake every tick). Here the loop, and
+    runs every call in a new loop, so publishing through it would open a new
+    connection (and, on a managed Redis, a TLS handshake) every tick. Here the loop, and
     with it the layer's pooled connection, lasts until :meth:`close`; redis-py
     reconnects that connection by itself after the channels Redis restarts.
     The loop starts at the first send and again after a close.
