@@ -55,8 +55,7 @@ def routed_task(queue: str, **celery_options: Any) -> Callable[[Callable[..., An
     def declare(function: Callable[..., Any]) -> Any:
         name = celery_options.get("name") or f"{function.__module__}.{function.__name__}"
         if _ROUTES.get(name, queue) != queue:
-            raise UndeclaredQueue(f"routed_task: task {name!r} is already routed to {_ROUTES[name]!r}, "
-                                  f"not {queue!r}")
+            raise ValueError(f"routed_task: task {name!r} is already routed to {_ROUTES[name]!r}, not {queue!r}")
         _ROUTES[name] = queue
         return shared_task(**{**celery_options, "name": name, "queue": queue})(function)
 
