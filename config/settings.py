@@ -89,7 +89,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Logging in must work while Redis is down (DESIGN §5): never cache sessions.
+# Logging in must work while Redis is down (docs/architecture.md): never cache sessions.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Redis: the four roles, all from config.redis_layout -----------------
@@ -136,8 +136,8 @@ CHANNEL_LAYERS = {
 # --- Celery (read by config/celery.py with namespace="CELERY") -----------
 CELERY_BROKER_URL = REDIS_LAYOUT.url("broker")
 CELERY_RESULT_BACKEND = REDIS_LAYOUT.url("results")
-# A rediss:// broker without broker_use_ssl silently skips verification
-# (shared/TRAPS.md): both are always set explicitly for TLS roles.
+# kombu connects to a rediss:// broker without verifying the certificate
+# unless broker_use_ssl says otherwise: both are always set for TLS roles.
 CELERY_BROKER_USE_SSL = REDIS_LAYOUT.celery_ssl("broker")
 CELERY_REDIS_BACKEND_USE_SSL = REDIS_LAYOUT.celery_ssl("results")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -161,7 +161,7 @@ CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600, minimum=60)
 CELERY_RESULT_EXTENDED = False
-# Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send (TRAPS.md);
+# Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send;
 # tasks whose caller reads the result opt back in with ignore_result=False.
 CELERY_TASK_IGNORE_RESULT = True
 # Acknowledge after the task ran: a worker killed mid-task hands it back.
@@ -175,7 +175,7 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = False  # -E costs ~30 % of throughput (TRAPS.md)
+CELERY_WORKER_SEND_TASK_EVENTS = False  # task events (-E) cost about 30 % of throughput
 # The queue table is the only source of queues; see workers/routing.py.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 
@@ -220,7 +220,7 @@ EMAIL_TIMEOUT = 10  # a dead mail server must not hold a trigger_alerts worker
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "flowwatch@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# Periodic work as a data table (STYLE §4): name, task, seconds between runs.
+# Periodic work as a data table: name, task, seconds between runs.
 # Queues come from TASK_ROUTES in workers/queues.py.  Each run expires just
 # under its period, so a backlog never piles up copies.
 BEAT_TABLE = (
