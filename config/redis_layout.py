@@ -34,12 +34,16 @@ ROLE_VARIABLES: dict[str, str] = {
     "channels": "CHANNELS_REDIS_URL",
 }
 
+# The address the bundled Redis (REDIS_LOCAL=true) listens on: boot checks
+# and prints it, and hands it to supervisord.conf as FW_REDIS_HOST.
+BUNDLED_REDIS_HOST = "127.0.0.1"
+
 # The local defaults (docs/configuration.md): host and database per role.
 _LOCAL_DEFAULTS: dict[str, tuple[str, int]] = {
     "broker": ("localhost", 0),
     "results": ("localhost", 1),
     "cache": ("localhost", 2),
-    "channels": ("127.0.0.1", 3),
+    "channels": (BUNDLED_REDIS_HOST, 3),
 }
 
 DEFAULT_LOCAL_PORT = 6379
