@@ -135,3 +135,34 @@ def test_a_private_file_is_0600_whatever_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
+
+
+# --- boot's modules run before the requirements are installed ----------------------------------------
+
+BOOT_MODULES = [ROOT / "boot.py", ROOT / "config" / "env.py", ROOT / "config" / "redis_layout.py",
+                *sorted((ROOT / "bootstrap").glob("*.py"))]
+OWN_STDLIB_ONLY = ("bootstrap", "config.env", "config.redis_layout")
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Modules imported at the top of ``path`` (imports inside functions are guarded where used)."""
+    import ast
+
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found |= {f"{node.module}.{alias.name}" if node.module == "config" else node.module
+                      for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("path", BOOT_MODULES, ids=lambda path: path.name)
+def test_boot_s_modules_import_only_the_standard_library_and_each_other(path):
+    foreign = sorted(
+        name for name in module_level_imports(path)
+        if name.split(".")[0] not in sys.stdlib_module_names and name != "__future__"
+        and not any(name == own or name.startswith(own + ".") for own in OWN_STDLIB_ONLY)
+    )
+    assert foreign == []
