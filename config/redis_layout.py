@@ -4,7 +4,7 @@ Standard library only, so that ``boot.py`` can import it before Django, Celery
 or redis-py are installed.  ``boot.py``, Django settings, the Celery app and the
 controller all call :func:`resolve`; no other file spells a Redis default.
 
-The four roles (DESIGN.md §2) and their environment variables::
+The four roles (docs/architecture.md) and their environment variables::
 
     broker    CELERY_BROKER_URL      redis://localhost:<port>/0
     results   CELERY_RESULT_BACKEND  redis://localhost:<port>/1
@@ -34,12 +34,16 @@ ROLE_VARIABLES: dict[str, str] = {
     "channels": "CHANNELS_REDIS_URL",
 }
 
-# The local defaults of DESIGN.md §2: host and database per role.
+# The address the bundled Redis (REDIS_LOCAL=true) listens on: boot checks
+# and prints it, and hands it to supervisord.conf as FW_REDIS_HOST.
+BUNDLED_REDIS_HOST = "127.0.0.1"
+
+# The local defaults (docs/configuration.md): host and database per role.
 _LOCAL_DEFAULTS: dict[str, tuple[str, int]] = {
     "broker": ("localhost", 0),
     "results": ("localhost", 1),
     "cache": ("localhost", 2),
-    "channels": ("127.0.0.1", 3),
+    "channels": (BUNDLED_REDIS_HOST, 3),
 }
 
 DEFAULT_LOCAL_PORT = 6379
@@ -52,9 +56,10 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # settings configure them, the occupancy sampler recognises keys by them.
 CACHE_KEY_PREFIX = "fw"
 CHANNELS_PREFIX = "fw-channels"
-# Every short-lived Redis client (cache, readiness, controller) fails fast:
-# a dead Redis must give a 503 or an "unreachable", never a hang.
-# Connect 0.75 s, one retry: a dead cache answers within 2 s (DESIGN §7).
+# Every plain redis-py client (cache, readiness, controller) fails fast: a
+# dead Redis must give a 503 or an "unreachable", never a hang.  Connect
+# 0.75 s, one retry: a dead cache answers within 2 s (docs/architecture.md).
+# Celery's clients use their own, longer timeouts and retry (settings.py).
 CONNECT_TIMEOUT = 0.75
 SOCKET_TIMEOUT = 1.0
 # Stable ids of the layout's warnings; they are also Django system check ids.
@@ -238,12 +243,7 @@ def _wants_insecure(role_url: RoleUrl) -> bool:
 def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
     """Parse one role's URL or raise LayoutError naming the variable."""
     variable = ROLE_VARIABLES[role]
-    _, _, rest = url.strip().partition("://")
-    if "@" in rest and any(c in rest.rpartition("@")[0] for c in "/?#"):
-        raise LayoutError(
-            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
-            "'/', '?' or '#'; percent-encode it (/ is %2F, ? is %3F, # is %23)"
-        )
+    _check_userinfo(variable, url)
     try:
         parts = urlsplit(url.strip())
         port = parts.port or 6379
@@ -272,6 +272,27 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
         query=query,
         from_env=from_env,
     )
+
+
+def _check_userinfo(variable: str, url: str) -> None:
+    """Refuse a user or password holding an unencoded ``/ ? # @``.
+
+    URL parsers split such a URL in different places (``redis://:p@ss@h/0``
+    is the password ``p@ss`` to one and the host ``ss@h`` to another), so a
+    guess could send the password to the wrong server or as a host name.
+    """
+    _, _, rest = url.strip().partition("://")
+    userinfo = rest.rpartition("@")[0]
+    if any(c in userinfo for c in "/?#"):
+        raise LayoutError(
+            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
+            "'/', '?' or '#'; percent-encode it (/ is %2F, ? is %3F, # is %23)"
+        )
+    if "@" in userinfo:
+        raise LayoutError(
+            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
+            "'@'; percent-encode it as %40 (redis://:p%40ss@host/0)"
+        )
 
 
 def _check_tls_options(variable: str, query: tuple[tuple[str, str], ...]) -> None:

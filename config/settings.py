@@ -1,4 +1,5 @@
-"""Django settings: one module, defaults inline, every variable in docs/configuration.md.
+"""Django settings: one module; every variable, its type and default come from
+the schema in config/env.py (documented in docs/configuration.md).
 
 The project starts with no environment at all: SQLite under VAR_DIR, the
 bundled Redis on 127.0.0.1:6379, a secret key generated once into VAR_DIR.
@@ -13,17 +14,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config import redis_layout
-from config.env import env_bool, env_int, env_list, env_str, secret_key, var_dir
+from config.env import secret_key, value, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
 
 SECRET_KEY = secret_key(VAR_DIR)
-DEBUG = env_bool("DJANGO_DEBUG", False)
-WEB_HOST = env_str("WEB_HOST", "127.0.0.1")
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", f"localhost,127.0.0.1,[::1],{WEB_HOST}")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
-METRICS_API_TOKEN = env_str("METRICS_API_TOKEN", "")
+DEBUG = value("DJANGO_DEBUG")
+WEB_HOST = value("WEB_HOST")
+ALLOWED_HOSTS = value("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "[::1]", WEB_HOST]
+CSRF_TRUSTED_ORIGINS = value("DJANGO_CSRF_TRUSTED_ORIGINS")
+METRICS_API_TOKEN = value("METRICS_API_TOKEN")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,7 +70,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}"),
+        value("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}",
         conn_max_age=0,
     )
 }
@@ -134,14 +135,14 @@ CHANNEL_LAYERS = {
 # --- Celery (read by config/celery.py with namespace="CELERY") -----------
 CELERY_BROKER_URL = REDIS_LAYOUT.url("broker")
 CELERY_RESULT_BACKEND = REDIS_LAYOUT.url("results")
-# A rediss:// broker without broker_use_ssl silently skips verification
-# (kombu's default): both are always set explicitly for TLS roles.
+# kombu connects to a rediss:// broker without verifying the certificate
+# unless broker_use_ssl says otherwise: both are always set for TLS roles.
 CELERY_BROKER_USE_SSL = REDIS_LAYOUT.celery_ssl("broker")
 CELERY_REDIS_BACKEND_USE_SSL = REDIS_LAYOUT.celery_ssl("results")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A task taken but not acknowledged within this many seconds is handed to
     # another worker: longer than the longest normal task (see docs/queues.md).
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    "visibility_timeout": value("CELERY_VISIBILITY_TIMEOUT"),
     "socket_connect_timeout": 5,
     # Above kombu's 1 s BRPOP wait: a silent, half-open connection is given
     # up after this long and reconnected.
@@ -157,7 +158,7 @@ CELERY_REDIS_SOCKET_TIMEOUT = 10  # Celery's default (120 s) would hold a result
 CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
-CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600, minimum=60)
+CELERY_RESULT_EXPIRES = value("CELERY_RESULT_EXPIRES")
 CELERY_RESULT_EXTENDED = False
 # Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send;
 # tasks whose caller reads the result opt back in with ignore_result=False.
@@ -194,26 +195,25 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": value("LOG_LEVEL")},
 }
 
 # --- apps.metrics: controller, alerts, periodic jobs (docs/metrics.md) ---------
 # Seconds between controller ticks; `run_controller --interval` overrides it.
-METRICS_CONTROLLER_INTERVAL = float(env_int("METRICS_CONTROLLER_INTERVAL", 5, minimum=1))
+METRICS_CONTROLLER_INTERVAL = float(value("METRICS_CONTROLLER_INTERVAL"))
 # Alert e-mail goes through Django's mail settings; without EMAIL_HOST it is
 # printed to the log (console backend) rather than lost silently.
-EMAIL_HOST = env_str("EMAIL_HOST", "")
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+EMAIL_HOST = value("EMAIL_HOST")
+EMAIL_BACKEND = value("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")  # or EMAIL_HOST_PASSWORD_FILE
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_PORT = value("EMAIL_PORT")
+EMAIL_HOST_USER = value("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = value("EMAIL_HOST_PASSWORD")  # or EMAIL_HOST_PASSWORD_FILE
+EMAIL_USE_TLS = value("EMAIL_USE_TLS")
+EMAIL_USE_SSL = value("EMAIL_USE_SSL")
 EMAIL_TIMEOUT = 10  # a dead mail server must not hold a trigger_alerts worker
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "flowwatch@localhost")
+DEFAULT_FROM_EMAIL = value("DEFAULT_FROM_EMAIL")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Periodic work as a data table: name, task, seconds between runs.  Each task

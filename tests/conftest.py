@@ -108,7 +108,7 @@ class CeleryWorker:
 
 @pytest.fixture
 def celery_worker(django_db_setup):
-    """A real worker consuming all eighteen queues, for this test only.
+    """A real worker consuming every queue of the table, for this test only.
 
     Per test on purpose: a worker left running would drain the queues that
     depth and routing tests fill.

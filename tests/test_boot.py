@@ -425,13 +425,13 @@ def test_the_generated_admin_password_is_made_once_with_mode_0600(tmp_path):
 
 def read_variables(source: str) -> set[str]:
     """Names read through the strict readers, env.get or os.getenv in a source file."""
-    readers = r"env_str|env_bool|env_int|env_list|env\.get|environ\.get|getenv|_collect\(problems, parse_\w+,"
+    readers = r"value|env_str|env_bool|env_int|env_list|env\.get|environ\.get|getenv|_collect\(problems, parse_\w+,"
     return set(re.findall(rf'(?:{readers})\(?\s*"([A-Z][A-Z0-9_]+)"', source))
 
 
 def test_boot_knows_every_variable_the_code_reads():
     read = read_variables((ROOT / "boot.py").read_text())
-    for folder in ("config", "apps", "workers"):
+    for folder in ("bootstrap", "config", "apps", "workers"):
         for path in (ROOT / folder).rglob("*.py"):
             read |= read_variables(path.read_text())
     assert "WEB_PORT" in read and "REDIS_LOCAL_PORT" in read  # the pattern finds what it should

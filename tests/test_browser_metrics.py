@@ -48,7 +48,7 @@ def page_for(stack, chromium):
         context.close()
 
 
-def test_the_page_lists_all_eighteen_queues_live(page_for, superadmin):
+def test_the_page_lists_every_queue_of_the_table_live(page_for, superadmin):
     page, response = page_for(superadmin)
     assert response.status == 200
     wait_for_indicator(page, "live")

@@ -63,3 +63,9 @@ def test_a_broker_with_noeviction_passes_the_eviction_check():
     with RedisServer("--maxmemory", "10mb", "--maxmemory-policy", "noeviction") as strict:
         done = manage_check(CELERY_BROKER_URL=strict.url(0))
     assert "flowwatch.W004" not in done.stderr
+
+
+def test_every_process_logs_the_insecure_tls_warning_with_its_id_at_start():
+    done = manage_check(REDIS_CACHE_URL="rediss://127.0.0.1:1/2?ssl_cert_reqs=none", REDIS_TLS_INSECURE="true")
+    logged = [line for line in done.stderr.splitlines() if "redis layout: " in line]
+    assert any("redis layout: flowwatch.W003: REDIS_TLS_INSECURE=true" in line for line in logged), done.stderr

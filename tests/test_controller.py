@@ -155,7 +155,7 @@ def test_the_snapshot_typeddicts_name_exactly_the_fields_a_tick_publishes(clean_
 def test_the_snapshot_lists_the_latest_events_first(clean_redis):
     controller = Controller(publish=False, send_tasks=False)
     snapshot = tick(controller)  # no consumers: every queue warns
-    assert len(snapshot["events"]) == 18
+    assert len(snapshot["events"]) == len(QUEUE_NAMES)
     fill(clean_redis.client(0), "ai", 1)
     snapshot = tick(controller)
     assert snapshot["events"][0]["subject"] == "queue:ai"
@@ -357,18 +357,18 @@ def test_the_database_going_away_is_reported_and_events_are_saved_when_it_return
 @pytest.mark.django_db
 def test_a_restarted_controller_neither_repeats_nor_misses_status_events(clean_redis):
     first = Controller(publish=False, send_tasks=False)
-    tick(first)  # no consumer anywhere: 18 warn events
+    tick(first)  # no consumer anywhere: one warn event per queue
     first.leader.release()
-    assert MetricEvent.objects.count() == 18
+    assert MetricEvent.objects.count() == len(QUEUE_NAMES)
     fake_worker(clean_redis.client(0))
     second = Controller(publish=False, send_tasks=False, clear_ticks=1)
     snapshot = tick(second)
     second.leader.release()
     assert queue(snapshot, "ai")["status"] == "ok"
-    assert len(snapshot["events"]) == 36  # its own 18, then the 18 the first one recorded
-    events = MetricEvent.objects.order_by("-id")[:18]
+    assert len(snapshot["events"]) == 2 * len(QUEUE_NAMES)  # its own, then those the first one recorded
+    events = MetricEvent.objects.order_by("-id")[:len(QUEUE_NAMES)]
     assert {(e.old_status, e.new_status) for e in events} == {("warn", "ok")}
-    assert MetricEvent.objects.count() == 36
+    assert MetricEvent.objects.count() == 2 * len(QUEUE_NAMES)
 
 
 @pytest.mark.django_db

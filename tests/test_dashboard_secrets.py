@@ -1,4 +1,4 @@
-"""No Redis password reaches the metrics page, its JSON or its websocket (DESIGN §2).
+"""No Redis password reaches the metrics page, its JSON or its websocket (docs/configuration.md).
 
 A private Redis that requires a password carries the broker, cache and
 channels roles; the results role points, with the same password, at a port

@@ -120,6 +120,20 @@ def test_a_malformed_port_is_refused():
     assert problem.startswith("CELERY_RESULT_BACKEND: malformed URL")
 
 
+def test_an_unencoded_at_sign_in_the_password_is_refused_without_showing_it():
+    (problem,) = problems_of(CELERY_BROKER_URL="redis://:hunter@2@redis.internal:6379/0")
+    assert problem.startswith("CELERY_BROKER_URL: malformed URL")
+    assert "'@'; percent-encode it as %40" in problem
+    assert "hunter" not in problem
+
+
+def test_an_at_sign_encoded_as_percent_40_is_the_password():
+    layout = resolve({"CELERY_BROKER_URL": "redis://:hunter%402@redis.internal:6379/0"})
+    assert layout.problems == []
+    assert layout.roles["broker"].password == "hunter@2"
+    assert layout.roles["broker"].host == "redis.internal"
+
+
 def test_database_fifteen_is_the_last_accepted_one():
     assert problems_of(REDIS_CACHE_URL="redis://h:6379/15") == []
     assert problems_of(REDIS_CACHE_URL="redis://h:6379/16") == ["REDIS_CACHE_URL: database 16 is out of range 0-15"]

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, subprocess_env
 from tests.support.postgres import PostgresCluster, postgres_bin
+from workers.queues import QUEUE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -45,4 +46,4 @@ def test_a_controller_tick_records_history_and_events_in_postgresql(postgres, cl
                   "import json; from apps.metrics.models import QueueSample; "
                   "print(json.dumps(dict(QueueSample.objects.values_list('queue', 'depth'))))")
     depths = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(depths) == 18 and depths["ai"] == 3
+    assert len(depths) == len(QUEUE_NAMES) and depths["ai"] == 3

@@ -1,4 +1,4 @@
-"""Redis goes away and comes back: workers reconnect without help (DESIGN §7)."""
+"""Redis goes away and comes back: workers reconnect without help (docs/architecture.md)."""
 
 from __future__ import annotations
 

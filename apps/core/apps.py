@@ -16,5 +16,6 @@ class CoreConfig(AppConfig):
         from apps.core import checks  # noqa: F401  registers system checks
 
         # REDIS_TLS_INSECURE and friends warn at every start of every process.
-        for warning in settings.REDIS_LAYOUT.warnings:
-            logger.warning("redis layout: %s", warning)
+        # The id lets an operator find the warning in docs/configuration.md.
+        for code, text in settings.REDIS_LAYOUT.findings:
+            logger.warning("redis layout: %s: %s", code, text)
