@@ -434,7 +434,7 @@ def test_boot_knows_every_variable_the_code_reads():
     for folder in ("bootstrap", "config", "apps", "workers"):
         for path in (ROOT / folder).rglob("*.py"):
             read |= read_variables(path.read_text())
-    assert "WEB_PORT" in read and "REDIS_LOCAL_PORT" in read  # the pattern finds what it should
+    assert "WEB_HOST" in read and "REDIS_LOCAL_PORT" in read  # the pattern finds what it should
     read -= {f"{name}_FILE" for name in boot.VARIABLES}
     read = {name for name in read if not name.startswith("FW_")}  # boot's own hand-over names
     assert read <= set(boot.VARIABLES)
