@@ -4,7 +4,7 @@ Standard library only, so that ``boot.py`` can import it before Django, Celery
 or redis-py are installed.  ``boot.py``, Django settings, the Celery app and the
 controller all call :func:`resolve`; no other file spells a Redis default.
 
-The four roles (DESIGN.md §2) and their environment variables::
+The four roles and their environment variables::
 
     broker    CELERY_BROKER_URL      redis://localhost:<port>/0
     results   CELERY_RESULT_BACKEND  redis://localhost:<port>/1
@@ -34,7 +34,7 @@ ROLE_VARIABLES: dict[str, str] = {
     "channels": "CHANNELS_REDIS_URL",
 }
 
-# The local defaults of DESIGN.md §2: host and database per role.
+# The local defaults: host and database per role.
 _LOCAL_DEFAULTS: dict[str, tuple[str, int]] = {
     "broker": ("localhost", 0),
     "results": ("localhost", 1),
@@ -54,9 +54,22 @@ CACHE_KEY_PREFIX = "fw"
 CHANNELS_PREFIX = "fw-channels"
 # Every short-lived Redis client (cache, readiness, controller) fails fast:
 # a dead Redis must give a 503 or an "unreachable", never a hang.
-# Connect 0.75 s, one retry: a dead cache answers within 2 s (DESIGN §7).
+# Connect 0.75 s, one retry: a dead cache answers within 2 s.
 CONNECT_TIMEOUT = 0.75
 SOCKET_TIMEOUT = 1.0
+# The channels layer is the one long-lived reader.  channels-redis 4.x waits
+# for a message in BZPOPMIN for this many seconds (RedisChannelLayer's
+# brpop_timeout) and then asks again; redis-py 8 cuts every read at 5 s by
+# default.  Its reads must be allowed to outlast the wait, or an idle websocket
+# dies with TimeoutError just as Redis answers "nothing yet".
+CHANNELS_BLOCKING_TIME = 5.0
+# Twice the wait: room for a loaded server, and still a bound on how long a
+# black-holed channels Redis can hold a reader before the page falls back.
+CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
+# A pooled connection unused this long is PINGed before its next command, so a
+# connection that died while idle fails there and is replaced.
+CHANNELS_HEALTH_CHECK_INTERVAL = 30
+CHANNELS_BACKEND = "channels_redis.core.RedisChannelLayer"
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
 W_SHARED_DB = "flowwatch.W001"
@@ -203,6 +216,30 @@ class Layout:
             "problems": list(self.problems),
             "warnings": list(self.warnings),
         }
+
+
+def channels_host(layout: Layout) -> dict[str, object]:
+    """The channels-redis host entry: every channel layer client uses this one.
+
+    channels-redis (4.1 and later) hands every key but ``address`` to redis-py,
+    which is how the timeouts, keepalive and TLS verification reach the socket.
+    """
+    return {
+        "address": layout.url("channels"),
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": CHANNELS_SOCKET_TIMEOUT,
+        "socket_keepalive": True,  # the OS notices a peer that vanished while idle
+        "health_check_interval": CHANNELS_HEALTH_CHECK_INTERVAL,
+        **layout.ssl_kwargs("channels"),
+    }
+
+
+def channel_layers(layout: Layout) -> dict[str, dict[str, object]]:
+    """Django's CHANNEL_LAYERS for ``layout``."""
+    return {"default": {
+        "BACKEND": CHANNELS_BACKEND,
+        "CONFIG": {"hosts": [channels_host(layout)], "prefix": CHANNELS_PREFIX},
+    }}
 
 
 def mask_url(url: str) -> str:

@@ -89,7 +89,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Logging in must work while Redis is down (DESIGN §5): never cache sessions.
+# Logging in must work while Redis is down: never cache sessions.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Redis: the four roles, all from config.redis_layout -----------------
@@ -114,30 +114,16 @@ CACHES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # channels-redis >= 4.1 hands the extra keys to redis-py, which is
-            # how rediss:// gets a verified certificate here too.
-            "hosts": [{
-                "address": REDIS_LAYOUT.url("channels"),
-                # Connect fast-fail only: reads block up to the layer's own
-                # BZPOPMIN timeout (5 s), so no read timeout below that.
-                "socket_connect_timeout": redis_layout.CONNECT_TIMEOUT,
-                "socket_keepalive": True,
-                **REDIS_LAYOUT.ssl_kwargs("channels"),
-            }],
-            "prefix": redis_layout.CHANNELS_PREFIX,
-        },
-    }
-}
+# Host, timeouts, keepalive and TLS of the channels layer live beside the other
+# Redis client settings (config/redis_layout.py), for every layer client.
+CHANNEL_LAYERS = redis_layout.channel_layers(REDIS_LAYOUT)
 
 # --- Celery (read by config/celery.py with namespace="CELERY") -----------
 CELERY_BROKER_URL = REDIS_LAYOUT.url("broker")
 CELERY_RESULT_BACKEND = REDIS_LAYOUT.url("results")
-# A rediss:// broker without broker_use_ssl silently skips verification
-# (shared/TRAPS.md): both are always set explicitly for TLS roles.
+# A rediss:// broker without broker_use_ssl silently skips verification, and
+# the result backend refuses to start without it: both are always set
+# explicitly for TLS roles.
 CELERY_BROKER_USE_SSL = REDIS_LAYOUT.celery_ssl("broker")
 CELERY_REDIS_BACKEND_USE_SSL = REDIS_LAYOUT.celery_ssl("results")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -161,7 +147,7 @@ CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600, minimum=60)
 CELERY_RESULT_EXTENDED = False
-# Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send (TRAPS.md);
+# Results nobody reads cost a SUBSCRIBE/UNSUBSCRIBE per send;
 # tasks whose caller reads the result opt back in with ignore_result=False.
 CELERY_TASK_IGNORE_RESULT = True
 # Acknowledge after the task ran: a worker killed mid-task hands it back.
@@ -175,7 +161,7 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = False  # -E costs ~30 % of throughput (TRAPS.md)
+CELERY_WORKER_SEND_TASK_EVENTS = False  # -E costs ~30 % of throughput
 # The queue table is the only source of queues; see workers/routing.py.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 

@@ -11,6 +11,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import Client
 
 from config.asgi import application
+from config.redis_layout import channel_layers, resolve
 from tests.test_dashboard_snapshots import make_snapshot, publish
 
 PATH = "/ws/superadmin/metrics/"
@@ -153,15 +154,13 @@ def test_a_dead_channels_redis_closes_the_socket_with_4503_and_no_traceback(ws_d
     from tests.servers import free_port
 
     headers = headers_for(superadmin)
-    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
-    layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"],
-                                   "hosts": [{"address": f"redis://127.0.0.1:{free_port()}/3"}]}
-    settings.CHANNEL_LAYERS = layers
+    settings.CHANNEL_LAYERS = channel_layers(resolve({"CHANNELS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/3"}))
     with caplog.at_level(logging.WARNING, logger="apps.dashboard.consumers"):
         connected, output = close_seen_with_dead_layer(headers)
     assert connected is True
     assert output == {"type": "websocket.close", "code": 4503}
-    assert "channels Redis unavailable" in caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["metrics websocket closed: channels Redis unavailable (ConnectionError)"]
 
 
 @async_to_sync
