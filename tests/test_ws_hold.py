@@ -143,7 +143,9 @@ def test_a_stopped_channels_redis_closes_the_socket_with_4503_and_one_warning(st
                     socket.recv(timeout=RECV_TIMEOUT)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_CHANNELS_DOWN
         logged = stack.web_log()[logged_before:]
-        assert logged.count("WARNING apps.dashboard.consumers metrics websocket closed") == 1, logged
+        alarms = [line for line in logged.splitlines() if " WARNING " in line or " ERROR " in line]
+        assert len(alarms) == 1, logged
+        assert "WARNING apps.dashboard.consumers metrics websocket closed: channels Redis unavailable" in alarms[0]
         assert "Traceback" not in logged, logged
     finally:
         stack.channels.start()  # same port: the next test's server and controller reconnect
