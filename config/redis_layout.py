@@ -65,8 +65,6 @@ CHANNELS_BLOCKING_TIME = 5.0
 # Twice the wait: room for a loaded server, and still a bound on how long a
 # black-holed channels Redis holds a reader before the page falls back.
 CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
-# A pooled connection idle this long is PINGed before its next command.
-CHANNELS_HEALTH_CHECK_INTERVAL = 30
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
 W_SHARED_DB = "flowwatch.W001"
@@ -223,7 +221,6 @@ def channels_host(layout: Layout) -> dict[str, object]:
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": CHANNELS_SOCKET_TIMEOUT,
         "socket_keepalive": True,  # the OS notices a peer that vanished while idle
-        "health_check_interval": CHANNELS_HEALTH_CHECK_INTERVAL,
         **layout.ssl_kwargs("channels"),
     }
 

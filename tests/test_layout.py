@@ -326,13 +326,12 @@ def test_the_blocking_time_is_the_installed_channels_redis_wait():
     assert redis_layout.CHANNELS_BLOCKING_TIME == RedisChannelLayer.brpop_timeout
 
 
-def test_channels_reads_outlast_the_layers_wait_and_keep_the_connection_checked():
+def test_channels_reads_outlast_the_layers_wait_and_keep_the_connection_alive():
     host = redis_layout.channels_host(resolve({}))
     assert host["address"] == "redis://127.0.0.1:6379/3"
     assert host["socket_timeout"] > redis_layout.CHANNELS_BLOCKING_TIME
     assert host["socket_connect_timeout"] == redis_layout.CONNECT_TIMEOUT
     assert host["socket_keepalive"] is True
-    assert host["health_check_interval"] > 0
 
 
 def test_channels_over_rediss_verify_the_certificate(tmp_path):
