@@ -62,6 +62,14 @@ CHANNELS_PREFIX = "fw-channels"
 # Celery's clients use their own, longer timeouts and retry (settings.py).
 CONNECT_TIMEOUT = 0.75
 SOCKET_TIMEOUT = 1.0
+# The channels layer is the one long-lived reader: channels-redis 4.x waits
+# in BZPOPMIN this many seconds (RedisChannelLayer.brpop_timeout), then asks
+# again.  redis-py 8 cuts every read at 5 s by default; an idle websocket then
+# dies with TimeoutError just as Redis answers "nothing yet".
+CHANNELS_BLOCKING_TIME = 5.0
+# Twice the wait: room for a loaded server, and still a bound on how long a
+# black-holed channels Redis holds a reader before the page falls back.
+CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
 W_SHARED_DB = "flowwatch.W001"
@@ -210,6 +218,24 @@ class Layout:
         }
 
 
+def channels_host(layout: Layout) -> dict[str, object]:
+    """The host entry of every channel layer client; channels-redis (4.1 and
+    later) hands each key but ``address`` to redis-py's connection."""
+    return {
+        "address": layout.url("channels"),
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": CHANNELS_SOCKET_TIMEOUT,
+        "socket_keepalive": True,  # the OS notices a peer that vanished while idle
+        **layout.ssl_kwargs("channels"),
+    }
+
+
+def channel_layers(layout: Layout) -> dict[str, dict[str, object]]:
+    """Django's CHANNEL_LAYERS for ``layout``."""
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": [channels_host(layout)], "prefix": CHANNELS_PREFIX}}}
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``.
 
@@ -259,6 +285,8 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
     db = _parse_db(variable, url, parts.path)
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
     _check_tls_options(variable, query)
+    if role == "channels":
+        _check_channels_timeout(variable, query)
     return RoleUrl(
         role=role,
         variable=variable,
@@ -318,6 +346,20 @@ def _check_tls_options(variable: str, query: tuple[tuple[str, str], ...]) -> Non
             "(against REDIS_CA_CERTS or certifi); only ssl_cert_reqs=none is accepted, "
             "with REDIS_TLS_INSECURE=true"
         )
+
+
+def _check_channels_timeout(variable: str, query: tuple[tuple[str, str], ...]) -> None:
+    """redis-py lets a URL's socket_timeout replace the layer's: one the wait
+    in BZPOPMIN outlasts would close every idle websocket."""
+    value = dict(query).get("socket_timeout")
+    try:
+        too_short = value is not None and float(value) <= CHANNELS_BLOCKING_TIME
+    except ValueError:
+        raise LayoutError(f"{variable}: socket_timeout={value!r} is not a number of seconds") from None
+    if too_short:
+        raise LayoutError(
+            f"{variable}: socket_timeout={value} must be above {CHANNELS_BLOCKING_TIME:g} s, the channels "
+            f"layer's wait for a message; leave it out to get {CHANNELS_SOCKET_TIMEOUT:g} s")
 
 
 def _parse_db(variable: str, url: str, path: str) -> int:

@@ -113,24 +113,9 @@ CACHES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # channels-redis >= 4.1 hands the extra keys to redis-py, which is
-            # how rediss:// gets a verified certificate here too.
-            "hosts": [{
-                "address": REDIS_LAYOUT.url("channels"),
-                # Connect fast-fail only: reads block up to the layer's own
-                # BZPOPMIN timeout (5 s), so no read timeout below that.
-                "socket_connect_timeout": redis_layout.CONNECT_TIMEOUT,
-                "socket_keepalive": True,
-                **REDIS_LAYOUT.ssl_kwargs("channels"),
-            }],
-            "prefix": redis_layout.CHANNELS_PREFIX,
-        },
-    }
-}
+# Host, timeouts, keepalive and TLS of the channels layer live beside the other
+# Redis client settings (config/redis_layout.py), for every layer client.
+CHANNEL_LAYERS = redis_layout.channel_layers(REDIS_LAYOUT)
 
 # --- Celery (read by config/celery.py with namespace="CELERY") -----------
 CELERY_BROKER_URL = REDIS_LAYOUT.url("broker")

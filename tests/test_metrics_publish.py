@@ -8,7 +8,7 @@ import pytest
 
 from apps.metrics.controller import Controller
 from apps.metrics.snapshot import GROUP, close_group_publisher, group_publisher, publish_to_group
-from config.redis_layout import CHANNELS_PREFIX
+from config.redis_layout import channel_layers, resolve
 from tests.test_controller import listen_once
 from tests.test_metrics_support import private_server, wait_for
 
@@ -19,8 +19,7 @@ pytestmark = pytest.mark.django_db
 def channels_redis(settings):
     """The channel layer on a private server of its own, so its connections can be counted."""
     with private_server() as server:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
-            "hosts": [{"address": server.url(3), "socket_connect_timeout": 1}], "prefix": CHANNELS_PREFIX}}}
+        settings.CHANNEL_LAYERS = channel_layers(resolve({"CHANNELS_REDIS_URL": server.url(3)}))
         try:
             yield server
         finally:

@@ -1,0 +1,151 @@
+"""The metrics websocket stays open as long as the client does, over redis:// and rediss://.
+
+Real uvicorn, a real controller and the real channels-redis layer on a private
+Redis (plain, or TLS with the suite's own CA).  An idle consumer of the layer
+waits in BZPOPMIN for the layer's blocking time, then asks again; every read
+timeout in play must outlast that wait.  The controller here ticks a little
+slower than the wait, so each wait ends empty before the next snapshot comes,
+and each socket is held for more than three waits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from apps.metrics.snapshot import latest_snapshot
+from tests.servers import RedisServer
+from tests.support.certs import make_ca_and_server
+from tests.test_browser_support import Controller, WebServer, session_cookie
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+BLOCKING_TIME = RedisChannelLayer.brpop_timeout
+# Slower than the wait: between two snapshots every BZPOPMIN returns empty.
+INTERVAL = BLOCKING_TIME + 0.5
+# The socket is held until it brought this many different snapshots: the
+# first may be the cached one sent on connect, so the last four are ticks and
+# the hold spans at least three intervals.
+SNAPSHOTS_HELD = 5
+# Generous, for a loaded 2-core machine: a missing snapshot fails, a slow one does not.
+RECV_TIMEOUT = 4 * INTERVAL
+CLOSE_CHANNELS_DOWN = 4503
+
+
+@dataclass
+class Stack:
+    channels: RedisServer
+    web: WebServer
+    controller: Controller
+
+    def web_log(self) -> str:
+        return self.web.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module", params=["redis", pytest.param("rediss", marks=pytest.mark.tls)])
+def stack(request, django_db_setup, tmp_path_factory):
+    """uvicorn and a controller whose channels layer lives on a private Redis."""
+    certs = make_ca_and_server(tmp_path_factory.mktemp("certs")) if request.param == "rediss" else None
+    channels = RedisServer(tls=certs).start()
+    env = {"CHANNELS_REDIS_URL": channels.url(3)}
+    if certs:
+        env["REDIS_CA_CERTS"] = certs["ca"]
+    web, controller = WebServer(**env), Controller(interval=INTERVAL, **env)
+    yield Stack(channels, web, controller)
+    controller.stop()
+    web.stop()
+    channels.close()
+
+
+class CacheWatch(threading.Thread):
+    """Every snapshot the controller writes to the cache while the socket is held."""
+
+    def __init__(self) -> None:
+        super().__init__(name="cache-watch", daemon=True)
+        self.seen: set[str] = set()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.25):  # far more often than the controller ticks
+            snapshot = latest_snapshot()
+            if snapshot is not None:
+                self.seen.add(snapshot["collected_at"])
+
+    def stop(self) -> set[str]:
+        self.stopping.set()
+        self.join(5)
+        return self.seen
+
+
+@dataclass
+class Hold:
+    snapshots: list[dict] = field(default_factory=list)
+    close_code: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def collected(self) -> list[str]:
+        return [snapshot["collected_at"] for snapshot in self.snapshots]
+
+
+def open_socket(stack: Stack, user):
+    url = stack.web.url.replace("http://", "ws://") + "/ws/superadmin/metrics/"
+    cookie = f"sessionid={session_cookie(user, stack.web.url)['value']}"
+    return ws_connect(url, additional_headers={"Cookie": cookie, "Origin": stack.web.url}, open_timeout=10)
+
+
+def hold_socket(stack: Stack, user) -> Hold:
+    """Read snapshots until SNAPSHOTS_HELD different ones arrived, or the socket closed."""
+    hold = Hold()
+    with open_socket(stack, user) as socket:
+        started = time.monotonic()
+        try:
+            while len(set(hold.collected)) < SNAPSHOTS_HELD:
+                frame = json.loads(socket.recv(timeout=RECV_TIMEOUT))
+                assert frame["type"] == "snapshot", frame
+                hold.snapshots.append(frame["snapshot"])
+        except ConnectionClosed as exc:
+            hold.close_code = exc.rcvd.code if exc.rcvd else 1006
+        hold.seconds = time.monotonic() - started
+    return hold
+
+
+def test_a_websocket_stays_open_while_snapshots_flow_slower_than_the_layers_wait(stack, superadmin):
+    watch = CacheWatch()
+    watch.start()
+    hold = hold_socket(stack, superadmin)
+    written = watch.stop()
+    assert hold.close_code is None, f"closed with {hold.close_code} after {hold.seconds:.1f} s"
+    # Not a timing check: ticks come at most once per INTERVAL, so this holds
+    # unless the loop above ended early.
+    assert hold.seconds > 3 * BLOCKING_TIME
+    assert {snapshot["controller"]["interval"] for snapshot in hold.snapshots} == {INTERVAL}
+    # Every tick the controller wrote while the socket was held came over it too.
+    first, last = min(hold.collected), max(hold.collected)
+    assert {at for at in written if first <= at <= last} <= set(hold.collected)
+
+
+def test_a_stopped_channels_redis_closes_the_socket_with_4503_and_one_warning(stack, superadmin):
+    logged_before = len(stack.web_log())
+    try:
+        with open_socket(stack, superadmin) as socket:
+            assert json.loads(socket.recv(timeout=RECV_TIMEOUT))["type"] == "snapshot"
+            stack.channels.stop()
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # a snapshot already on its way may still arrive
+                    socket.recv(timeout=RECV_TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_CHANNELS_DOWN
+        logged = stack.web_log()[logged_before:]
+        alarms = [line for line in logged.splitlines() if " WARNING " in line or " ERROR " in line]
+        assert len(alarms) == 1, logged
+        assert "WARNING apps.dashboard.consumers metrics websocket closed: channels Redis unavailable" in alarms[0]
+        assert "Traceback" not in logged, logged
+    finally:
+        stack.channels.start()  # same port: the next test's server and controller reconnect
