@@ -125,7 +125,18 @@ def test_a_restart_counts_for_every_role_of_the_restarted_server(clean_redis, sc
     event(kind="restart", subject="redis:cache", new_status="warn",
           details={"server": "127.0.0.1:6391", "roles": ["cache"]})
     restarts = samples(scrape(), "flowwatch_redis_restarts_total")
-    assert restarts == {(("role", "broker"),): 1.0, (("role", "results"),): 1.0, (("role", "cache"),): 1.0}
+    assert restarts == {(("role", "broker"),): 1.0, (("role", "results"),): 1.0, (("role", "cache"),): 1.0,
+                        (("role", "channels"),): 0.0}
+
+
+def test_restart_and_alert_counters_start_at_zero_so_that_the_first_one_is_an_increase(clean_redis, scrape):
+    tick(clean_redis)
+    text = scrape()
+    assert set(samples(text, "flowwatch_redis_restarts_total").values()) == {0.0}
+    assert len(samples(text, "flowwatch_redis_restarts_total")) == 4
+    assert samples(text, "flowwatch_alerts_sent_total") == {
+        (("channel", channel), ("result", result)): 0.0 for channel in ("email", "webhook")
+        for result in ("sent", "failed")}
 
 
 def test_alerts_are_counted_per_channel_as_sent_or_failed(clean_redis, scrape, settings):
@@ -140,7 +151,9 @@ def test_alerts_are_counted_per_channel_as_sent_or_failed(clean_redis, scrape, s
     assert len(mail.outbox) == 1
     sent = samples(scrape(), "flowwatch_alerts_sent_total")
     assert sent == {(("channel", "email"), ("result", "sent")): 2.0,
-                    (("channel", "webhook"), ("result", "failed")): 2.0}
+                    (("channel", "webhook"), ("result", "failed")): 2.0,
+                    (("channel", "email"), ("result", "failed")): 0.0,
+                    (("channel", "webhook"), ("result", "sent")): 0.0}
 
 
 def test_redis_own_counters_are_exported_as_counters_when_the_snapshot_carries_them():

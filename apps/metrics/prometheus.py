@@ -171,10 +171,18 @@ class SnapshotCollector:
 
 
 class CounterCollector:
-    """Events, restarts and alerts counted in the database, and the build."""
+    """Events, restarts and alerts counted in the database, and the build.
 
-    def __init__(self, counts: dict[str, list[tuple[dict[str, str], int]]] | None) -> None:
+    Restarts of every role and alerts of every channel and result are shown
+    from 0 before the first one: Prometheus' increase() cannot see the first
+    count of a series that appears with it.
+    """
+
+    def __init__(self, counts: dict[str, list[tuple[dict[str, str], int]]] | None, roles: list[str]) -> None:
         self.counts = counts
+        self.zeros = {counters.RESTARTS: [{"role": role} for role in roles],
+                      counters.ALERTS_SENT: [{"channel": c, "result": r} for c in ("email", "webhook")
+                                             for r in ("sent", "failed")]}
 
     def collect(self) -> Iterator[Metric]:
         info = InfoMetricFamily(PREFIX + "build", "The Flowwatch build serving /metrics.")
@@ -184,8 +192,11 @@ class CounterCollector:
             return
         for name, (metric, help_text, labels) in COUNTED.items():
             counter = CounterMetricFamily(PREFIX + metric, help_text, labels=list(labels))
+            values = {tuple(zero.get(label, "") for label in labels): 0.0 for zero in self.zeros.get(name, [])}
             for found, value in self.counts.get(name, []):
-                counter.add_metric([found.get(label, "") for label in labels], float(value))
+                values[tuple(found.get(label, "") for label in labels)] = float(value)
+            for label_values, value in values.items():
+                counter.add_metric(list(label_values), value)
             yield counter
 
 
@@ -212,5 +223,5 @@ def render(snapshot: dict[str, Any], now: float,
            counts: dict[str, list[tuple[dict[str, str], int]]] | None = None) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot, now))
-    registry.register(CounterCollector(counts))
+    registry.register(CounterCollector(counts, [r["role"] for r in snapshot.get("redis", [])]))
     return generate_latest(registry), CONTENT_TYPE_LATEST
