@@ -176,3 +176,14 @@ def test_without_a_database_the_snapshot_figures_still_serve(clean_redis, monkey
     text = prometheus.render(snapshot, now=0.0, counts=prometheus.read_counts())[0].decode()
     assert "flowwatch_queue_depth" in text and "flowwatch_build_info" in text
     assert "flowwatch_events_total" not in text
+
+
+def test_an_event_whose_counter_cannot_be_written_is_still_saved(clean_redis, monkeypatch, caplog):
+    from django.db import DatabaseError
+
+    def refuse(*args, **kwargs):
+        raise DatabaseError("database is locked")
+    monkeypatch.setattr(counters, "add", refuse)
+    saved = event()
+    assert MetricEvent.objects.filter(id=saved.id).exists()
+    assert f"event {saved.id} was saved but not counted" in caplog.text

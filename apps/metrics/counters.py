@@ -14,14 +14,17 @@ existed before.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Iterable
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 
 from apps.metrics.models import MetricCounter, MetricEvent
 
 EVENTS, RESTARTS, ALERTS_SENT = "events", "redis_restarts", "alerts_sent"
+
+logger = logging.getLogger("flowwatch.metrics")
 
 
 def label_key(labels: dict[str, str]) -> str:
@@ -54,11 +57,20 @@ def counts_for_event(kind: str, subject: str, new_status: str, details: Any) -> 
 
 
 def count_event(sender: type, instance: MetricEvent, created: bool, raw: bool = False, **_: Any) -> None:
-    """post_save receiver: a new event adds to the event and restart counters."""
+    """post_save receiver: a new event adds to the event and restart counters.
+
+    The event is saved by then: a counter that cannot be written is logged and
+    left one short, rather than making the controller take the saved event
+    for unsaved.
+    """
     if not created or raw:
         return
-    for name, labels in counts_for_event(instance.kind, instance.subject, instance.new_status, instance.details):
-        add(name, labels)
+    try:
+        for name, labels in counts_for_event(instance.kind, instance.subject, instance.new_status,
+                                             instance.details):
+            add(name, labels)
+    except DatabaseError as exc:
+        logger.warning("event %s was saved but not counted: %s", instance.pk, type(exc).__name__)
 
 
 def count_alerts(channel: str, result: str, events: int) -> None:
