@@ -216,3 +216,22 @@ def iso(moment: datetime | float | None) -> str | None:
         moment = datetime.fromtimestamp(moment, dt_timezone.utc)
     moment = moment.astimezone(dt_timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class MetricCounter(models.Model):
+    """A count that only grows, for Prometheus' ``*_total`` families.
+
+    Kept apart from the rows it counts, so that pruning events never makes a
+    counter go down. ``labels`` is the label set as JSON with sorted keys
+    (apps/metrics/counters.py writes and reads it).
+    """
+
+    name = models.CharField(max_length=60)
+    labels = models.CharField(max_length=300, blank=True, default="")
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metrics_metriccounter_name_labels")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{{{self.labels}}} {self.value}"

@@ -21,8 +21,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import DatabaseError
 from django.utils import timezone
 
+from apps.metrics.counters import count_alerts
 from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 from workers.routing import routed_task
@@ -45,21 +47,34 @@ def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
     config = cMetricSettings.load()
     events = list(MetricEvent.objects.filter(id__in=event_ids).order_by("at", "id"))
     errors: list[Exception] = []
-    emailed = _deliver("e-mail", errors, lambda: _email(config.emails, [e for e in events if e.emailed_at is None]))
-    posted = _deliver("webhook", errors,
-                      lambda: _webhook(config.alert_webhook_url, [e for e in events if e.webhook_at is None]))
+    to_mail = [e for e in events if e.emailed_at is None] if config.emails else []
+    to_post = [e for e in events if e.webhook_at is None] if config.alert_webhook_url else []
+    emailed = _deliver("e-mail", errors, len(to_mail), lambda: _email(config.emails, to_mail))
+    posted = _deliver("webhook", errors, len(to_post), lambda: _webhook(config.alert_webhook_url, to_post))
     if errors:
         raise errors[0]  # autoretry_for retries the task; the channel that worked is not repeated
     return {"events": len(events), "emailed": emailed, "posted": posted}
 
 
-def _deliver(channel: str, errors: list[Exception], send) -> int:
+def _deliver(channel: str, errors: list[Exception], pending: int, send) -> int:
+    """Send through one channel; count the events sent or failed (flowwatch_alerts_sent_total)."""
     try:
-        return send()
+        sent = send()
     except DELIVERY_ERRORS as exc:
         logger.warning("alert %s failed (the task retries it): %s", channel, type(exc).__name__)
         errors.append(exc)
+        _count(channel, "failed", pending)
         return 0
+    _count(channel, "sent", sent)
+    return sent
+
+
+def _count(channel: str, result: str, events: int) -> None:
+    """A counter that cannot be written (database away) must not fail the delivery."""
+    try:
+        count_alerts(channel.replace("-", ""), result, events)
+    except DatabaseError:
+        logger.warning("could not count %d %s alert(s) as %s: the database did not answer", events, channel, result)
 
 
 def _email(recipients: list[str], events: list[MetricEvent]) -> int:

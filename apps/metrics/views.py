@@ -78,5 +78,5 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     snapshot, error = _snapshot_or_error()
     if error is not None:
         return error
-    body, content_type = prometheus.render(snapshot, now=time.time())
+    body, content_type = prometheus.render(snapshot, now=time.time(), counts=prometheus.read_counts())
     return HttpResponse(body, content_type=content_type)
