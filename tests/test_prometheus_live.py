@@ -129,3 +129,18 @@ def test_the_shipped_rules_load_and_link_their_runbook_on_this_server(stack):
 
     alert = wait_for(no_consumer, timeout=30, interval=0.5)  # pending: the rule waits a minute to fire
     assert alert["annotations"]["runbook_url"] == f"{server.url}/docs/recovery/#a-queue-without-a-consumer"
+
+
+def test_redis_own_eviction_and_rejection_counters_are_scraped_per_role(stack):
+    server, prometheus = stack
+    wait_for(lambda: target_up(prometheus), timeout=60, interval=0.5)
+
+    def scraped() -> tuple | None:
+        evicted = prometheus.vector('flowwatch_redis_evicted_keys_total{job="flowwatch"}')
+        rejected = prometheus.vector('flowwatch_redis_rejected_connections_total{job="flowwatch"}')
+        return (evicted, rejected) if len(evicted) == len(rejected) == 4 else None
+
+    evicted, rejected = wait_for(scraped, timeout=30, interval=0.5)
+    by_role = {entry["role"]: entry for entry in api_snapshot(server)["redis"]}
+    assert evicted == {role: float(entry["evicted_keys"]) for role, entry in by_role.items()}
+    assert rejected == {role: float(entry["rejected_connections"]) for role, entry in by_role.items()}

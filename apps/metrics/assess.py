@@ -141,6 +141,7 @@ class Assessor:
         view.update(
             evicted_keys_delta=previous.delta("evicted", evicted, restarted),
             rejected_connections_delta=previous.delta("rejected", rejected, restarted),
+            evicted_keys=evicted, rejected_connections=rejected,
             connected_clients=info.get("connected_clients"), maxclients=info.get("maxclients"),
             maxmemory_policy=info.get("maxmemory_policy"), uptime_seconds=info.get("uptime_in_seconds"),
             persistence=persistence, run_id=run_id, redis_version=info.get("redis_version"),
@@ -258,7 +259,7 @@ class Assessor:
 _EMPTY_SERVER: dict[str, Any] = {
     "reachable": False, "error": None, "used_memory": None, "maxmemory": None, "memory_percent": None,
     "no_maxmemory": None, "evicted_keys_delta": None, "rejected_connections_delta": None,
-    "connected_clients": None, "maxclients": None, "maxmemory_policy": None, "uptime_seconds": None,
+    "evicted_keys": None, "rejected_connections": None, "connected_clients": None, "maxclients": None, "maxmemory_policy": None, "uptime_seconds": None,
     "persistence": None, "run_id": None, "redis_version": None, "last_restart_at": None,
 }
 

@@ -69,6 +69,8 @@ class RedisEntry(TypedDict):
     no_maxmemory: bool | None
     evicted_keys_delta: int | None
     rejected_connections_delta: int | None
+    evicted_keys: int | None  # Redis' own counters since its start (Prometheus' _total)
+    rejected_connections: int | None
     connected_clients: int | None
     maxclients: int | None
     maxmemory_policy: str | None
