@@ -133,8 +133,9 @@ class _Parser:
         if self.peek() == ("paren", "("):
             self.take()
             inner = self.expression()
-            if self.take() != ("paren", ")"):
+            if self.peek() != ("paren", ")"):
                 raise QueryError("Invalid filter expression: missing ')'")
+            self.take()
             return inner
         return self.comparison()
 
