@@ -14,7 +14,10 @@ from simulator.messages import Record, Timeline, visible
 from simulator.query import QueryError, select
 
 PAGE_SIZE = 1000
-CACHE_SECONDS = 5.0               # a paged read reuses one sorted result for this long
+# A paged read is served from one sorted result (a snapshot, like a database cursor)
+# while pages keep coming; it is computed anew once idle or old.
+CACHE_IDLE_SECONDS = 10.0
+CACHE_MAX_AGE_SECONDS = 60.0
 CACHE_ENTRIES = 8
 JSON = "application/json; charset=utf-8"
 
@@ -50,7 +53,7 @@ class Api:
         self.timeline = Timeline(options.seed, options.messages_per_minute, options.failure_ratio)
         self.history_ms = int(options.history_days * 86_400_000)
         self.served_entries = 0
-        self._cache: dict[tuple[str, str], tuple[float, list[Record]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, float, list[Record]]] = {}
         self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
             (re.compile(pattern + "$"), handler) for pattern, handler in (
                 (r"/?", self.service),
@@ -98,13 +101,13 @@ class Api:
     def records(self, request: Request) -> list[Record]:
         filter_text, orderby = request.params.get("$filter", ""), request.params.get("$orderby", "")
         cache_key, moment = (filter_text, orderby), time.monotonic()
-        cached = self._cache.get(cache_key)
-        if cached and moment - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        records = select(self.timeline, request.now, request.now - self.history_ms, filter_text, orderby)
+        created, used, records = self._cache.pop(cache_key, (0.0, 0.0, []))
+        if moment - used >= CACHE_IDLE_SECONDS or moment - created >= CACHE_MAX_AGE_SECONDS:
+            records = select(self.timeline, request.now, request.now - self.history_ms, filter_text, orderby)
+            created = moment
         if len(self._cache) >= CACHE_ENTRIES:
-            self._cache.pop(min(self._cache, key=lambda k: self._cache[k][0]))
-        self._cache[cache_key] = (moment, records)
+            self._cache.pop(min(self._cache, key=lambda k: self._cache[k][1]))
+        self._cache[cache_key] = (created, moment, records)
         return records
 
     def logs(self, request: Request) -> Response:
@@ -112,18 +115,17 @@ class Api:
         offset, size = page_window(request.params)
         page = records[offset:offset + size]
         expand = "CustomHeaderProperties" in request.params.get("$expand", "")
-        entries = [self._log_entry(record, request.root, expand) for record in page]
+        root = odata.json_text(request.root)
+        entries = [self._log_json(record, request.root, root, expand) for record in page]
         self.served_entries += len(entries)
         count = len(records) if request.params.get("$inlinecount", "").lower() == "allpages" else None
         more = offset + size < len(records) and bool(page)
-        return Response(200, odata.collection(entries, count, next_link(request.params, offset + size)
-                                              if more else None))
+        return Response(200, odata.collection_json(entries, count, next_link(request.params, offset + size)
+                                                   if more else None))
 
-    def _log_entry(self, record: Record, root: str, expand: bool) -> dict[str, Any]:
-        entry = odata.log_entry(self.timeline, record, root)
-        if expand:
-            entry["CustomHeaderProperties"] = {"results": header_entries(record, root)}
-        return entry
+    def _log_json(self, record: Record, root: str, escaped_root: str, expand: bool) -> str:
+        headers = odata.dumps({"results": header_entries(record, root)}).decode() if expand else None
+        return odata.log_json(self.timeline, record, escaped_root, headers)
 
     def count(self, request: Request) -> Response:
         return Response(200, str(len(self.records(request))).encode(), "text/plain; charset=utf-8")
@@ -140,7 +142,8 @@ class Api:
         return record
 
     def log(self, request: Request, guid: str) -> Response:
-        return Response(200, odata.single(odata.log_entry(self.timeline, self.record(request, guid), request.root)))
+        entry = odata.log_json(self.timeline, self.record(request, guid), odata.json_text(request.root))
+        return Response(200, f'{{"d":{entry}}}'.encode())
 
     def error_information(self, request: Request, guid: str) -> Response:
         record = self.record(request, guid)

@@ -30,6 +30,7 @@ BURST_CHANCE = 40                 # of 256: the share of periods that are bursts
 BURST_FAILURE = 0.75
 CHAINED = 110                     # of 256: the share of messages that share a CorrelationId
 CHAIN_LENGTH = 4
+BLOCK = 4096                      # indices per cached block of retried messages
 
 
 class Message(NamedTuple):
@@ -60,6 +61,7 @@ class Timeline:
         self.interval = 60_000 / messages_per_minute
         self.failure_ratio = failure_ratio
         self._in_burst = lru_cache(maxsize=4096)(self._burst)
+        self._retried_in_block = lru_cache(maxsize=2048)(self._retried_block)
 
     def digest(self, label: bytes) -> bytes:
         return hashlib.blake2b(label, key=self.key, digest_size=32).digest()
@@ -107,6 +109,26 @@ class Timeline:
             message = self.message(index)
             if low <= message.start < high:
                 yield message
+
+    def retried_starting_between(self, low: int, high: int) -> Iterator[Message]:
+        """The retried messages whose LogStart is in [low, high): the only ones whose LogEnd
+        can lie far after their start, found without generating the others in full."""
+        first = max(0, int(low // self.interval) - 1)
+        last = int(high // self.interval) + 1
+        for block in range(first // BLOCK, last // BLOCK + 1):
+            for message in self._retried_in_block(block):
+                if low <= message.start < high:
+                    yield message
+
+    def _retried_block(self, block: int) -> tuple[Message, ...]:
+        found = []
+        for index in range(block * BLOCK, (block + 1) * BLOCK):
+            # The status roll alone rules out most indices before a full message is built.
+            if int.from_bytes(self.digest(index.to_bytes(8, "big"))[18:21], "big") >= (1 - RETRY_SHARE) * 2**24:
+                message = self.message(index)
+                if message.retry_end:
+                    found.append(message)
+        return tuple(found)
 
     def correlation_id(self, message: Message) -> str:
         if message.digest[23] < CHAINED:

@@ -35,41 +35,49 @@ def deferred(uri: str) -> dict[str, dict[str, str]]:
     return {"__deferred": {"uri": uri}}
 
 
-def log_entry(timeline: Timeline, record: Record, root: str) -> dict[str, Any]:
-    message, flow = record.message, FLOWS[record.message.flow]
-    package = PACKAGE_INDEX[flow.package_id]
-    path = "MessageProcessingLogs" + key(message.guid)
-    entry: dict[str, Any] = {
-        "__metadata": metadata(root, path, "MessageProcessingLog"),
-        "MessageGuid": message.guid,
-        "CorrelationId": timeline.correlation_id(message),
-        "ApplicationMessageId": application_message_id(message.index),
-        "ApplicationMessageType": "ORDERS05" if flow.package_id == "OrderToCash" else None,
-        "PredecessorMessageGuid": None,
-        "LogStart": date(message.start),
-        "LogEnd": date(record.end),
-        "Sender": flow.sender,
-        "Receiver": flow.receiver,
-        "IntegrationFlowName": flow.id,
-        "Status": record.status,
-        "CustomStatus": record.status,
-        "LogLevel": "INFO",
-        "AlternateWebLink": f"{root.rsplit('/api/v1', 1)[0]}/itspaces/shell/monitoring/MessageDetails/"
-                            f"%7B%22messageGuid%22:%22{message.guid}%22%7D",
-        "ArchivingStatus": "NOT_RELEVANT",
-        "TransactionId": message.digest[:16].hex(),
-        "PreviousComponentName": "CPI_SIM",
-        "LocalComponentName": "CPI_SIM",
-        "OriginComponentName": "CPI_SIM",
-        "IntegrationArtifact": {
-            "__metadata": {"type": NAMESPACE + "IntegrationArtifact"},
-            "Id": flow.id, "Name": flow.name, "Type": "INTEGRATION_FLOW",
-            "PackageId": package.id, "PackageName": package.name,
-        },
-    }
-    for name in LOG_NAVIGATION:
-        entry[name] = deferred(f"{root}/{path}/{name}")
-    return entry
+def _flow_fragments() -> list[str]:
+    """Per iFlow, the JSON of its constant fields, rendered once."""
+    fragments = []
+    for flow in FLOWS:
+        package = PACKAGE_INDEX[flow.package_id]
+        artifact = {"__metadata": {"type": NAMESPACE + "IntegrationArtifact"}, "Id": flow.id, "Name": flow.name,
+                    "Type": "INTEGRATION_FLOW", "PackageId": package.id, "PackageName": package.name}
+        fragments.append(
+            f'"ApplicationMessageType":{json.dumps("ORDERS05" if flow.package_id == "OrderToCash" else None)},'
+            f'"Sender":{json.dumps(flow.sender)},"Receiver":{json.dumps(flow.receiver)},'
+            f'"IntegrationFlowName":{json.dumps(flow.id)},"IntegrationArtifact":{json.dumps(artifact, separators=(",", ":"))}')
+    return fragments
+
+
+_FLOW_JSON = _flow_fragments()
+_LOG_TYPE = NAMESPACE + "MessageProcessingLog"
+
+
+def log_json(timeline: Timeline, record: Record, root: str, headers: str | None = None) -> str:
+    """One MessageProcessingLogs entry as JSON text. ``root`` is already JSON-escaped (json_text);
+    ``headers`` is the JSON of expanded CustomHeaderProperties, else they stay deferred.
+    Rendered from a template: the page renderer is the simulator's hot path."""
+    message = record.message
+    guid, status = message.guid, record.status
+    uri = f"{root}/MessageProcessingLogs('{guid}')"
+    nav = ",".join(f'"{name}":{{"__deferred":{{"uri":"{uri}/{name}"}}}}' for name in LOG_NAVIGATION[1:])
+    custom = headers if headers is not None else f'{{"__deferred":{{"uri":"{uri}/CustomHeaderProperties"}}}}'
+    web = root.rsplit("/api/v1", 1)[0]
+    return (f'{{"__metadata":{{"id":"{uri}","uri":"{uri}","type":"{_LOG_TYPE}"}},"MessageGuid":"{guid}",'
+            f'"CorrelationId":"{timeline.correlation_id(message)}",'
+            f'"ApplicationMessageId":"{application_message_id(message.index)}",'
+            f'"PredecessorMessageGuid":null,"LogStart":"/Date({message.start})/","LogEnd":"/Date({record.end})/",'
+            f'{_FLOW_JSON[message.flow]},"Status":"{status}","CustomStatus":"{status}","LogLevel":"INFO",'
+            f'"AlternateWebLink":"{web}/itspaces/shell/monitoring/MessageDetails/'
+            f'%7B%22messageGuid%22:%22{guid}%22%7D","ArchivingStatus":"NOT_RELEVANT",'
+            f'"TransactionId":"{message.digest[:16].hex()}","PreviousComponentName":"CPI_SIM",'
+            f'"LocalComponentName":"CPI_SIM","OriginComponentName":"CPI_SIM",'
+            f'"CustomHeaderProperties":{custom},{nav}}}')
+
+
+def json_text(value: str) -> str:
+    """``value`` escaped for use inside a JSON string literal."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def custom_headers(message: Message) -> list[tuple[str, str]]:
@@ -93,6 +101,13 @@ def error_text(record: Record) -> str:
     message, flow = record.message, FLOWS[record.message.flow]
     template = flow.errors[message.digest[24] % len(flow.errors)]
     return template.format(guid=message.guid, receiver=flow.receiver)
+
+
+def collection_json(entries: list[str], count: int | None = None, next_link: str | None = None) -> bytes:
+    """A collection from entries already rendered as JSON text."""
+    tail = (f',"__count":"{count}"' if count is not None else "") + (
+        f',"__next":{json.dumps(next_link)}' if next_link else "")
+    return f'{{"d":{{"results":[{",".join(entries)}]{tail}}}}}'.encode()
 
 
 def collection(results: list[dict], count: int | None = None, next_link: str | None = None) -> bytes:

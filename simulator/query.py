@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Callable, NamedTuple
 
 from simulator.flows import FLOWS
-from simulator.messages import MAX_SPAN_MS, Record, Timeline, visible
+from simulator.messages import MAX_DURATION_MS, MAX_SPAN_MS, Record, Timeline, visible
 
 
 class QueryError(ValueError):
@@ -201,14 +201,18 @@ def select(timeline: Timeline, now: int, oldest: int, filter_text: str, orderby:
     found_filter = parse_filter(filter_text)
     key, reverse = parse_orderby(orderby)
     span = found_filter.span
-    low = max(oldest, span.start_lo, span.end_lo - MAX_SPAN_MS)
-    high = min(now, span.start_hi, span.end_hi) + 1
-    if low >= high:
-        return []
+    high = int(min(now, span.start_hi, span.end_hi) + 1)
+    # Any message may end in the window if it started up to MAX_DURATION_MS before it;
+    # before that, only a retried one can.
+    low = int(max(oldest, span.start_lo, span.end_lo - MAX_DURATION_MS, -1))
+    tail_low = int(max(oldest, span.start_lo, span.end_lo - MAX_SPAN_MS, -1))
     test, records = found_filter.test, []
-    for message in timeline.starting_between(int(low), int(high)):
-        record = visible(message, now)
-        if record is not None and test(record):
-            records.append(record)
+    candidates = (timeline.retried_starting_between(tail_low, min(low, high)),
+                  timeline.starting_between(low, high) if low < high else ())
+    for group in candidates:
+        for message in group:
+            record = visible(message, now)
+            if record is not None and test(record):
+                records.append(record)
     records.sort(key=key, reverse=reverse)
     return records

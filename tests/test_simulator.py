@@ -13,7 +13,8 @@ import pytest
 
 from apps.tenants.client import datetime_literal
 from simulator.config import OptionError, load
-from simulator.messages import Timeline, visible
+from simulator.messages import MAX_DURATION_MS, Timeline, visible
+from simulator.query import select
 from tests.support.simulator import ROOT, SimulatorProcess
 
 
@@ -63,6 +64,18 @@ def test_a_retried_message_shows_retry_first_and_completed_later_with_a_later_lo
     assert late.status == "COMPLETED" and late.end > early.end
 
 
+def test_a_window_holds_exactly_the_messages_that_ended_in_it_including_long_retried_ones():
+    timeline, now = Timeline(7, 600, 0.05), 1_800_000_000_000
+    low, high = now - 3_600_000, now - 1_800_000
+    literal = lambda ms: datetime_literal(datetime.fromtimestamp(ms / 1000, timezone.utc))
+    found = select(timeline, now, now - 86_400_000, f"LogEnd ge {literal(low)} and LogEnd lt {literal(high)}", "")
+    everything = (visible(m, now) for m in timeline.starting_between(now - 86_400_000, now + 1))
+    expected = {r.message.index for r in everything if r is not None and low <= r.end < high}
+    assert [r.message.index for r in found] != [] and {r.message.index for r in found} == expected
+    assert any(r.message.start < low - MAX_DURATION_MS for r in found)
+    assert [r.end for r in found] == sorted(r.end for r in found)
+
+
 def test_recent_traffic_has_retries_errors_correlated_chains_and_bursty_iflows(simulator):
     recent = get(simulator, "MessageProcessingLogs", **{"$filter": window(20, ended_minutes_ago=0)}).json()
     statuses = Counter(e["Status"] for e in recent["d"]["results"])
@@ -83,12 +96,15 @@ def test_the_envelope_counts_as_a_string_skips_and_orders(simulator):
     plain = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$inlinecount": "allpages"}).json()["d"]
     skipped = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$skip": "10", "$top": "5"}).json()["d"]
     newest = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$orderby": "LogEnd desc"}).json()["d"]
+    expanded = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$expand": "CustomHeaderProperties"})
     count = get(simulator, "MessageProcessingLogs/$count", **{"$filter": span})
     assert plain["__count"] == count.text == str(len(plain["results"])) and "__next" not in plain
     assert count.headers["content-type"].startswith("text/plain")
     assert [e["MessageGuid"] for e in skipped["results"]] == [e["MessageGuid"] for e in plain["results"][10:15]]
     assert skipped["__next"].startswith("MessageProcessingLogs?$skiptoken=15&")
     assert newest["results"] == plain["results"][::-1]
+    headers = [e["CustomHeaderProperties"] for e in expanded.json()["d"]["results"]]
+    assert any(h["results"] and h["results"][0]["Name"] == "OrderNumber" for h in headers)
     entry = plain["results"][0]
     assert entry["__metadata"]["type"] == "com.sap.hci.api.MessageProcessingLog"
     assert entry["ErrorInformation"]["__deferred"]["uri"].endswith("/ErrorInformation")
