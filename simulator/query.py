@@ -99,7 +99,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, fields: dict[str, Callable[[Record], str]]) -> None:
+        self.fields = fields
         self.tokens = _tokens(text)
         self.at = 0
 
@@ -141,7 +142,7 @@ class _Parser:
 
     def comparison(self) -> Filter:
         kind, field = self.take()
-        if kind != "word" or (field not in DATE_FIELDS and field not in TEXT_FIELDS):
+        if kind != "word" or (field not in DATE_FIELDS and field not in self.fields):
             raise QueryError(f"Invalid filter expression: unknown property {field!r}")
         _, op = self.take()
         if op not in COMPARE:
@@ -149,7 +150,7 @@ class _Parser:
         kind, literal = self.take()
         if field in DATE_FIELDS:
             return _date_comparison(field, op, kind, literal)
-        return _text_comparison(field, op, kind, literal)
+        return _text_comparison(field, op, kind, literal, self.fields[field])
 
 
 def _date_comparison(field: str, op: str, kind: str, literal: str) -> Filter:
@@ -162,19 +163,23 @@ def _date_comparison(field: str, op: str, kind: str, literal: str) -> Filter:
     return Filter(lambda r: compare(get(r), value), span)
 
 
-def _text_comparison(field: str, op: str, kind: str, literal: str) -> Filter:
+def _text_comparison(field: str, op: str, kind: str, literal: str, get: Callable[[Record], str]) -> Filter:
     if kind != "text":
         raise QueryError(f"Invalid filter expression: {field} compares with a quoted string, not {literal}")
     if op not in ("eq", "ne"):
         raise QueryError(f"Invalid filter expression: {field} supports eq and ne, not {op}")
-    value, get, compare = literal[1:-1].replace("''", "'"), TEXT_FIELDS[field], COMPARE[op]
+    value, compare = literal[1:-1].replace("''", "'"), COMPARE[op]
     return Filter(lambda r: compare(get(r), value), Span())
 
 
-def parse_filter(text: str) -> Filter:
+def parse_filter(text: str, timeline: Timeline | None = None) -> Filter:
+    """A filter over records; with ``timeline`` it can also test CorrelationId (derived from the seed)."""
     if not text.strip():
         return Filter(lambda r: True, Span())
-    parser = _Parser(text)
+    fields = dict(TEXT_FIELDS)
+    if timeline is not None:
+        fields["CorrelationId"] = lambda r: timeline.correlation_id(r.message)
+    parser = _Parser(text, fields)
     found = parser.expression()
     if parser.peek()[0] != "end":
         raise QueryError(f"Invalid filter expression: unexpected {parser.peek()[1]!r}")
@@ -198,7 +203,7 @@ def parse_orderby(text: str) -> tuple[Callable[[Record], tuple[int, int]], bool]
 
 def select(timeline: Timeline, now: int, oldest: int, filter_text: str, orderby: str) -> list[Record]:
     """Every message visible at ``now`` that started at or after ``oldest`` and matches, sorted."""
-    found_filter = parse_filter(filter_text)
+    found_filter = parse_filter(filter_text, timeline)
     key, reverse = parse_orderby(orderby)
     span = found_filter.span
     high = int(min(now, span.start_hi, span.end_hi) + 1)
