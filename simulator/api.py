@@ -18,7 +18,7 @@ PAGE_SIZE = 1000
 # while pages keep coming; it is computed anew once idle or old.
 CACHE_IDLE_SECONDS = 10.0
 CACHE_MAX_AGE_SECONDS = 60.0
-CACHE_ENTRIES = 8
+CACHE_RECORDS = 400_000           # kept records in all cached results together (memory bound)
 JSON = "application/json; charset=utf-8"
 
 
@@ -105,7 +105,7 @@ class Api:
         if moment - used >= CACHE_IDLE_SECONDS or moment - created >= CACHE_MAX_AGE_SECONDS:
             records = select(self.timeline, request.now, request.now - self.history_ms, filter_text, orderby)
             created = moment
-        if len(self._cache) >= CACHE_ENTRIES:
+        while self._cache and sum(len(entry[2]) for entry in self._cache.values()) + len(records) > CACHE_RECORDS:
             self._cache.pop(min(self._cache, key=lambda k: self._cache[k][1]))
         self._cache[cache_key] = (created, moment, records)
         return records

@@ -61,7 +61,7 @@ class Timeline:
         self.interval = 60_000 / messages_per_minute
         self.failure_ratio = failure_ratio
         self._in_burst = lru_cache(maxsize=4096)(self._burst)
-        self._retried_in_block = lru_cache(maxsize=2048)(self._retried_block)
+        self._retried_in_block = lru_cache(maxsize=512)(self._retried_block)
 
     def digest(self, label: bytes) -> bytes:
         return hashlib.blake2b(label, key=self.key, digest_size=32).digest()

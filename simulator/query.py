@@ -16,6 +16,11 @@ from simulator.flows import FLOWS
 from simulator.messages import MAX_DURATION_MS, MAX_SPAN_MS, Record, Timeline, visible
 
 
+# One query generates at most this many messages, as a real tenant caps a request's
+# execution time; a wider one is refused with a hint to narrow the window.
+MAX_SCANNED = 400_000
+
+
 class QueryError(ValueError):
     """A malformed query option; answered with 400 and this message."""
 
@@ -211,6 +216,10 @@ def select(timeline: Timeline, now: int, oldest: int, filter_text: str, orderby:
     # before that, only a retried one can.
     low = int(max(oldest, span.start_lo, span.end_lo - MAX_DURATION_MS, -1))
     tail_low = int(max(oldest, span.start_lo, span.end_lo - MAX_SPAN_MS, -1))
+    scanned = (high - low) / timeline.interval
+    if scanned > MAX_SCANNED:
+        raise QueryError(f"The query spans about {scanned:,.0f} messages, more than {MAX_SCANNED:,} per request: "
+                         "narrow it with LogEnd or LogStart bounds")
     test, records = found_filter.test, []
     candidates = (timeline.retried_starting_between(tail_low, min(low, high)),
                   timeline.starting_between(low, high) if low < high else ())

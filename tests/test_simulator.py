@@ -129,6 +129,14 @@ def test_a_malformed_filter_gets_a_400_error_envelope(simulator, filter_text, pr
     assert problem in answer.json()["error"]["message"]["value"]
 
 
+def test_a_query_over_too_many_messages_is_refused_with_a_hint(simulator):
+    simulator.restart(messages_per_minute=600, history_days=1)       # 864 000 messages
+    answer = get(simulator, "MessageProcessingLogs", **{"$filter": "Status eq 'FAILED'"})
+    assert answer.status_code == 400
+    assert "narrow it with LogEnd or LogStart bounds" in answer.json()["error"]["message"]["value"]
+    assert get(simulator, "MessageProcessingLogs", **{"$filter": window(60)}).status_code == 200
+
+
 @pytest.mark.parametrize("params", [{"$orderby": "Status"}, {"$top": "ten"}, {"$skiptoken": "-1"}])
 def test_a_malformed_paging_option_gets_a_400(simulator, params):
     assert get(simulator, "MessageProcessingLogs", **params).status_code == 400
