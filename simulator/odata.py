@@ -45,7 +45,8 @@ def _flow_fragments() -> list[str]:
         fragments.append(
             f'"ApplicationMessageType":{json.dumps("ORDERS05" if flow.package_id == "OrderToCash" else None)},'
             f'"Sender":{json.dumps(flow.sender)},"Receiver":{json.dumps(flow.receiver)},'
-            f'"IntegrationFlowName":{json.dumps(flow.id)},"IntegrationArtifact":{json.dumps(artifact, separators=(",", ":"))}')
+            f'"IntegrationFlowName":{json.dumps(flow.id)},'
+            f'"IntegrationArtifact":{json.dumps(artifact, separators=(",", ":"))}')
     return fragments
 
 

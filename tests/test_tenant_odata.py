@@ -37,7 +37,8 @@ def test_an_offset_suffix_does_not_move_the_instant():
     assert parse_odata_date("/Date(1522069440200+0060)/") == parse_odata_date("/Date(1522069440200)/")
 
 
-@pytest.mark.parametrize("value", ["2018-03-26T13:04:00", "/Date(abc)/", "Date(1)", "/Date(1)", "", None, 1522069440200])
+@pytest.mark.parametrize("value", ["2018-03-26T13:04:00", "/Date(abc)/", "Date(1)", "/Date(1)", "", None,
+                                   1522069440200])
 def test_anything_else_is_a_value_error_that_shows_the_value(value):
     with pytest.raises(ValueError, match="expected an OData date like '/Date"):
         parse_odata_date(value)

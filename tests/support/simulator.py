@@ -107,7 +107,8 @@ class SimulatorProcess:
     def config(self, auth: str = "oauth", **overrides: Any):
         from apps.tenants.client import TenantConfig
 
-        fields = dict(name="simulator", api_url=self.url, auth=auth, token_url=self.token_url if auth == "oauth" else "",
+        fields = dict(name="simulator", api_url=self.url, auth=auth,
+                      token_url=self.token_url if auth == "oauth" else "",
                       client_id=self.client_id, client_secret=self.client_secret)
         return TenantConfig(**{**fields, **overrides})
 
