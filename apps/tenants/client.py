@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import logging
 import random
 import re
@@ -89,7 +90,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _tenant_message(response: httpx.Response, body: bytes) -> str:
     """The tenant's own error text: the OData envelope, an OAuth error, or the start of the body."""
     try:
-        data = httpx.Response(200, content=body).json()
+        data = json.loads(body)
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
@@ -275,7 +276,7 @@ class TenantClient:
     def _get_json(self, url: httpx.URL) -> Any:
         _, body = self._call("GET", url, self.config.max_body_bytes)
         try:
-            return httpx.Response(200, content=body).json()
+            return json.loads(body)
         except ValueError as error:
             raise self._bad(url, f"the answer is not valid JSON, truncated or malformed ({error})") from None
 
@@ -357,7 +358,7 @@ class TenantClient:
             url = url.copy_merge_params({"grant_type": "client_credentials"})
         _, body = self._call("POST", url, self.config.max_body_bytes, token=True)
         try:
-            data = httpx.Response(200, content=body).json()
+            data = json.loads(body)
         except ValueError:
             data = None
         access = data.get("access_token") if isinstance(data, dict) else None
