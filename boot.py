@@ -217,8 +217,8 @@ def _read_runtime(plan: Plan) -> None:
         _collect(plan, lambda name=name: env_int(name, 3600, env, minimum=60), 3600)
     simulator = _collect(plan, lambda: env_bool("SIMULATOR", False, env), False)
     if simulator:
-        plan.findings.append(("", "SIMULATOR=true: the bundled tenant simulator is not built yet; "
-                                  "no simulator program is started"))
+        plan.findings.append(("", "SIMULATOR=true: boot.py does not start the tenant simulator yet; "
+                                  "run it with `python -m simulator` (docs/tenants.md)"))
 
 
 def _read_django(plan: Plan) -> None:

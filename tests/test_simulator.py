@@ -196,7 +196,7 @@ def test_control_endpoints_need_the_client_credentials(simulator):
 def test_options_come_from_the_environment_and_the_command_line_wins():
     options = load(["--port", "9001"], {"SIMULATOR_PORT": "9000", "SIMULATOR_SEED": "5", "SIMULATOR_HOST": ""})
     assert (options.port, options.seed, options.host) == (9001, 5, "127.0.0.1")
-    assert "secret" not in repr(load([], {"SIMULATOR_CLIENT_SECRET": "s3cr3t"})).replace("client_secret", "")
+    assert "s3cr3t" not in repr(load([], {"SIMULATOR_CLIENT_SECRET": "s3cr3t"}))
     with pytest.raises(OptionError, match="SIMULATOR_FAILURE_RATIO='1.5' must be between 0.0 and 1.0"):
         load([], {"SIMULATOR_FAILURE_RATIO": "1.5"})
 
