@@ -187,3 +187,12 @@ def test_a_download_that_is_not_a_zip_is_a_response_error(tenant):
         body=b"<html>login</html>", headers={"Content-Type": "text/html"})
     with client_for(tenant) as client, pytest.raises(TenantResponseError, match="not a zip file"):
         client.download_artifact("A")
+
+
+def test_a_download_keeps_only_the_file_name_the_tenant_sends(tenant):
+    zipped = b"PK\x03\x04" + b"\x00" * 26
+    tenant.answers["/api/v1/IntegrationDesigntimeArtifacts(Id='A',Version='active')/$value"] = Answer(
+        body=zipped, headers={"Content-Type": "application/zip",
+                              "Content-Disposition": 'attachment; filename="../../etc/A.zip"'})
+    with client_for(tenant) as client:
+        assert client.download_artifact("A") == ("A.zip", zipped)
