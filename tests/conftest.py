@@ -12,6 +12,7 @@ import pytest
 
 from tests.redis_plugin import suite_server, suite_var_dir
 from tests.servers import RedisServer, die_with_parent, stop_group
+from tests.support.simulator import simulator, simulator_process  # noqa: F401  (fixtures for every module)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"

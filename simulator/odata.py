@@ -1,0 +1,132 @@
+"""The OData v2 JSON shapes the API answers with: entries, envelopes, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from simulator.flows import FLOWS, PACKAGE_INDEX
+from simulator.messages import Message, Record, Timeline
+from simulator.query import application_message_id
+
+NAMESPACE = "com.sap.hci.api."
+LOG_NAVIGATION = ("CustomHeaderProperties", "MessageStoreEntries", "ErrorInformation", "AdapterAttributes",
+                  "Attachments", "Runs")
+HEADER_NAMES = ("OrderNumber", "CustomerId", "Region", "SourceSystem")
+REGIONS = ("EMEA", "AMER", "APJ")
+
+
+def date(ms: int) -> str:
+    return f"/Date({ms})/"
+
+
+def key(value: str) -> str:
+    """An entity key as it appears in a URI: quoted, with ' doubled and the rest percent-encoded."""
+    return "('" + quote(value.replace("'", "''"), safe="") + "')"
+
+
+def metadata(root: str, path: str, kind: str) -> dict[str, str]:
+    uri = f"{root}/{path}"
+    return {"id": uri, "uri": uri, "type": NAMESPACE + kind}
+
+
+def deferred(uri: str) -> dict[str, dict[str, str]]:
+    return {"__deferred": {"uri": uri}}
+
+
+def _flow_fragments() -> list[str]:
+    """Per iFlow, the JSON of its constant fields, rendered once."""
+    fragments = []
+    for flow in FLOWS:
+        package = PACKAGE_INDEX[flow.package_id]
+        artifact = {"__metadata": {"type": NAMESPACE + "IntegrationArtifact"}, "Id": flow.id, "Name": flow.name,
+                    "Type": "INTEGRATION_FLOW", "PackageId": package.id, "PackageName": package.name}
+        fragments.append(
+            f'"ApplicationMessageType":{json.dumps("ORDERS05" if flow.package_id == "OrderToCash" else None)},'
+            f'"Sender":{json.dumps(flow.sender)},"Receiver":{json.dumps(flow.receiver)},'
+            f'"IntegrationFlowName":{json.dumps(flow.id)},'
+            f'"IntegrationArtifact":{json.dumps(artifact, separators=(",", ":"))}')
+    return fragments
+
+
+_FLOW_JSON = _flow_fragments()
+_LOG_TYPE = NAMESPACE + "MessageProcessingLog"
+
+
+def log_json(timeline: Timeline, record: Record, root: str, headers: str | None = None) -> str:
+    """One MessageProcessingLogs entry as JSON text. ``root`` is already JSON-escaped (json_text);
+    ``headers`` is the JSON of expanded CustomHeaderProperties, else they stay deferred.
+    Rendered from a template: the page renderer is the simulator's hot path."""
+    message = record.message
+    guid, status = message.guid, record.status
+    uri = f"{root}/MessageProcessingLogs('{guid}')"
+    nav = ",".join(f'"{name}":{{"__deferred":{{"uri":"{uri}/{name}"}}}}' for name in LOG_NAVIGATION[1:])
+    custom = headers if headers is not None else f'{{"__deferred":{{"uri":"{uri}/CustomHeaderProperties"}}}}'
+    web = root.rsplit("/api/v1", 1)[0]
+    return (f'{{"__metadata":{{"id":"{uri}","uri":"{uri}","type":"{_LOG_TYPE}"}},"MessageGuid":"{guid}",'
+            f'"CorrelationId":"{timeline.correlation_id(message)}",'
+            f'"ApplicationMessageId":"{application_message_id(message.index)}",'
+            f'"PredecessorMessageGuid":null,"LogStart":"/Date({message.start})/","LogEnd":"/Date({record.end})/",'
+            f'{_FLOW_JSON[message.flow]},"Status":"{status}","CustomStatus":"{status}","LogLevel":"INFO",'
+            f'"AlternateWebLink":"{web}/itspaces/shell/monitoring/MessageDetails/'
+            f'%7B%22messageGuid%22:%22{guid}%22%7D","ArchivingStatus":"NOT_RELEVANT",'
+            f'"TransactionId":"{message.digest[:16].hex()}","PreviousComponentName":"CPI_SIM",'
+            f'"LocalComponentName":"CPI_SIM","OriginComponentName":"CPI_SIM",'
+            f'"CustomHeaderProperties":{custom},{nav}}}')
+
+
+def json_text(value: str) -> str:
+    """``value`` escaped for use inside a JSON string literal."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def custom_headers(message: Message) -> list[tuple[str, str]]:
+    """(Name, Value) pairs: none to four per message."""
+    count = message.digest[25] % 5
+    values = {
+        "OrderNumber": application_message_id(message.index),
+        "CustomerId": f"C{1000 + message.digest[26] % 50}",
+        "Region": REGIONS[message.digest[27] % 3],
+        "SourceSystem": FLOWS[message.flow].sender,
+    }
+    return [(name, values[name]) for name in HEADER_NAMES[:count]]
+
+
+def has_error(record: Record) -> bool:
+    """FAILED and ESCALATED messages keep an error; so does one that was retried."""
+    return record.status in ("FAILED", "ESCALATED", "RETRY") or bool(record.message.retry_end)
+
+
+def error_text(record: Record) -> str:
+    message, flow = record.message, FLOWS[record.message.flow]
+    template = flow.errors[message.digest[24] % len(flow.errors)]
+    return template.format(guid=message.guid, receiver=flow.receiver)
+
+
+def collection_json(entries: list[str], count: int | None = None, next_link: str | None = None) -> bytes:
+    """A collection from entries already rendered as JSON text."""
+    tail = (f',"__count":"{count}"' if count is not None else "") + (
+        f',"__next":{json.dumps(next_link)}' if next_link else "")
+    return f'{{"d":{{"results":[{",".join(entries)}]{tail}}}}}'.encode()
+
+
+def collection(results: list[dict], count: int | None = None, next_link: str | None = None) -> bytes:
+    body: dict[str, Any] = {"results": results}
+    if count is not None:
+        body["__count"] = str(count)
+    if next_link:
+        body["__next"] = next_link
+    return dumps({"d": body})
+
+
+def single(entry: dict[str, Any]) -> bytes:
+    return dumps({"d": entry})
+
+
+def error(code: str, text: str) -> bytes:
+    return dumps({"error": {"code": code, "message": {"lang": "en", "value": text}}})
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
