@@ -168,6 +168,9 @@ SCHEMA: tuple[Variable, ...] = (
              "`Authorization: Bearer <token>` for `/api/metrics/` and `/metrics` (Prometheus), besides a "
              "superadmin session.", "`METRICS_API_TOKEN_FILE=/run/secrets/metrics`",
              default_text="empty: bearer access off", from_file=True),
+    Variable("FLOWWATCH_VERSION", "str", "", "django", (DJANGO,),
+             "The version `flowwatch_build_info` reports on `/metrics` (e.g. a release tag).", "`1.4.0`",
+             default_text="the checkout's git commit, else `unknown`"),
     # --- celery -----------------------------------------------------------------------
     Variable("CELERY_VISIBILITY_TIMEOUT", "int", 3600, "celery", _BOOT_DJANGO,
              "Seconds a task may stay taken but unacknowledged before Redis hands it to another worker. "

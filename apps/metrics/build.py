@@ -7,16 +7,17 @@ commit of the checkout this runs from, else "unknown".
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 from pathlib import Path
+
+from config.env import value
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @functools.lru_cache(maxsize=1)
 def version() -> str:
-    return os.environ.get("FLOWWATCH_VERSION", "").strip() or _git_commit() or "unknown"
+    return str(value("FLOWWATCH_VERSION") or "").strip() or _git_commit() or "unknown"
 
 
 def _git_commit() -> str | None:
