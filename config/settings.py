@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from config import redis_layout
 from config.env import secret_key, value, var_dir
+from config.env_checks import database_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -68,12 +69,15 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------
-DATABASES = {
-    "default": dj_database_url.parse(
-        value("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}",
-        conn_max_age=0,
-    )
-}
+DATABASE_URL = value("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}"
+if database_problem(DATABASE_URL):
+    # Django's dummy backend refuses every query; system check flowwatch.E002
+    # says why, instead of a driver's ImportError or a connection to a
+    # database Flowwatch does not run on.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+else:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+del DATABASE_URL  # it may hold a password: not a setting to show
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, workers and the controller write concurrently: WAL lets readers
     # run beside a writer, IMMEDIATE avoids lock-upgrade deadlocks.

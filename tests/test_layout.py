@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import stat
 from pathlib import Path
@@ -267,9 +268,16 @@ def test_env_int_refuses_non_numbers_and_values_under_the_minimum():
         env_int("N", 5, {"N": "0"}, minimum=1)
 
 
-def test_env_list_splits_on_commas_and_drops_blanks():
-    assert env_list("HOSTS", "a", {"HOSTS": " x.example, ,y.example "}) == ["x.example", "y.example"]
+def test_env_list_splits_on_commas_and_trims_items():
+    assert env_list("HOSTS", "a", {"HOSTS": " x.example , y.example "}) == ["x.example", "y.example"]
     assert env_list("HOSTS", "a,b", {}) == ["a", "b"]
+    assert env_list("HOSTS", "a", {"HOSTS": "  "}) == []
+
+
+@pytest.mark.parametrize("text", [",", "web,", "web,,workers", " , "])
+def test_env_list_refuses_an_empty_item(text):
+    with pytest.raises(EnvError, match=rf"^BOOT_ROLES={text!r} has an empty item: remove the stray comma$".replace("(", r"\(")):
+        env_list("BOOT_ROLES", "all", {"BOOT_ROLES": text})
 
 
 def test_env_str_reads_a_secret_from_the_file_variable(tmp_path):
