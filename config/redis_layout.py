@@ -261,14 +261,15 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
     redis_urls.check_userinfo(variable, url)
     try:
         parts = urlsplit(url)
-        if parts.scheme in SCHEMES:
+        if parts.scheme in SCHEMES and url.startswith(parts.scheme):
             host, port = redis_urls.check_host_and_port(variable, url, parts)
     except ValueError as exc:  # the parser's message may quote part of a password
         if isinstance(exc, LayoutError):
             raise
         raise LayoutError(f"{variable}: malformed URL {mask_url(url)!r} (the host or port cannot be read)") from None
-    if parts.scheme not in SCHEMES:
-        shown = parts.scheme or "(none)"
+    written = url.split(":", 1)[0]  # urlsplit lower-cases it; redis-py refuses "REDIS://"
+    if parts.scheme not in SCHEMES or written != parts.scheme:
+        shown = (written if parts.scheme else "") or "(none)"
         raise LayoutError(
             f"{variable}: unknown scheme {shown!r} in {mask_url(url)!r}; use redis:// or rediss://"
         )

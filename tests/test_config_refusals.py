@@ -26,6 +26,7 @@ REFUSED = [
      "REDIS_CACHE_URL: unknown URL option 'sockettimeout'"),
     ({"CHANNELS_REDIS_URL": "redis://my host:6379/3"}, "CHANNELS_REDIS_URL: 'redis://my host:6379/3' holds a space"),
     ({"CHANNELS_REDIS_URL": "redis://my%20host:6379/3"}, "CHANNELS_REDIS_URL: host 'my%20host'"),
+    ({"CELERY_RESULT_BACKEND": "REDIS://localhost:6379/1"}, "CELERY_RESULT_BACKEND: unknown scheme 'REDIS'"),
     ({"CELERY_BROKER_URL": "redis://localhost:0/0"}, "CELERY_BROKER_URL: port 0 in 'redis://localhost:0/0' is not a port"),
     ({"BOOT_ROLES": ","}, "BOOT_ROLES=',' has an empty item: remove the stray comma"),
     ({"BOOT_ROLES": "web,,workers"}, "BOOT_ROLES='web,,workers' has an empty item"),
