@@ -156,7 +156,8 @@ SCHEMA: tuple[Variable, ...] = (
              "Seconds between controller ticks (`run_controller --interval` overrides it).", "`10`", minimum=1),
     # --- django -----------------------------------------------------------------------
     Variable("DATABASE_URL", "str", None, "django", _BOOT_DJANGO,
-             "The database. PostgreSQL is needed once programs run on more than one host.",
+             "The database: `sqlite://` or `postgres://` (`postgresql://`); any other scheme, `mysql://` "
+             "say, is refused. PostgreSQL is needed once programs run on more than one host.",
              "`postgres://flowwatch:secret@db.internal:5432/flowwatch`",
              default_text="`sqlite:///$VAR_DIR/flowwatch.sqlite3`", from_file=True),
     Variable("DJANGO_SECRET_KEY", "str", None, "django", _BOOT_DJANGO,
@@ -214,8 +215,10 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("EMAIL_HOST_USER", "str", "", "email", _BOOT_DJANGO, "SMTP user.", "`flowwatch`"),
     Variable("EMAIL_HOST_PASSWORD", "secret", "", "email", _BOOT_DJANGO, "SMTP password.",
              "`EMAIL_HOST_PASSWORD_FILE=/run/secrets/smtp`", from_file=True),
-    Variable("EMAIL_USE_TLS", "bool", False, "email", _BOOT_DJANGO, "STARTTLS.", "`true`"),
-    Variable("EMAIL_USE_SSL", "bool", False, "email", _BOOT_DJANGO, "Implicit TLS.", "`true`"),
+    Variable("EMAIL_USE_TLS", "bool", False, "email", _BOOT_DJANGO, "STARTTLS (usually port 587); not with "
+             "`EMAIL_USE_SSL`.", "`true`"),
+    Variable("EMAIL_USE_SSL", "bool", False, "email", _BOOT_DJANGO, "Implicit TLS (usually port 465); not with "
+             "`EMAIL_USE_TLS`.", "`true`"),
     Variable("DEFAULT_FROM_EMAIL", "str", "flowwatch@localhost", "email", _BOOT_DJANGO, "Sender address.",
              "`flowwatch@example.com`"),
 )
