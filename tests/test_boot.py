@@ -320,7 +320,8 @@ def test_supervisord_conf_defines_every_program_for_all_roles(tmp_path, monkeypa
     expected = {"redis", "web", "beat"} | worker_names() | ({"controller"} if "controller" in plan.roles else set())
     assert set(processes) == expected
     assert processes["redis"].command == (
-        f'"{plan.redis_bin}" {plan.var_dir}/run/redis.conf --bind 127.0.0.1 --port 6499 --save "" --appendonly no --stop-writes-on-bgsave-error no'
+        f'"{plan.redis_bin}" {plan.var_dir}/run/redis.conf --bind 127.0.0.1 --port 6499 --save "" '
+        '--appendonly no --stop-writes-on-bgsave-error no'
     )
     assert min(processes.values(), key=lambda p: p.priority).name == "redis"
     assert shlex.split(processes["web"].command)[1:] == [

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from bootstrap.plan import resolve_plan
 from config import env as schema
 from config import env_checks, redis_layout
-from config.redis_layout import LayoutError
 
 # Derandomized, with no example database: the same examples every run, and no
 # .hypothesis folder in the checkout.
