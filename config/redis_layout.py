@@ -117,13 +117,13 @@ class RoleUrl:
 
     role: str
     variable: str
-    url: str
+    url: str = field(repr=False)  # a repr lands in logs and tracebacks: masked_url is safe to show
     scheme: str
     host: str
     port: int
     db: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     query: tuple[tuple[str, str], ...] = ()
     from_env: bool = False
 

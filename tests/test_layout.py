@@ -381,3 +381,10 @@ def test_a_channels_url_read_timeout_above_the_wait_or_on_another_role_is_accept
 def test_a_channels_url_read_timeout_that_is_not_a_number_is_refused():
     (problem,) = problems_of(CHANNELS_REDIS_URL="redis://127.0.0.1:6379/3?socket_timeout=soon")
     assert problem == "CHANNELS_REDIS_URL: socket_timeout='soon' is not a number of seconds"
+
+
+def test_a_layout_repr_never_shows_a_password():
+    layout = resolve({"CELERY_BROKER_URL": "redis://:hunter2@broker.internal:6379/0",
+                      "REDIS_LOCAL_PASSWORD": "local-secret-1"})
+    assert "hunter2" not in repr(layout) and "local-secret-1" not in repr(layout)
+    assert "broker.internal" in repr(layout)
