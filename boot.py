@@ -30,7 +30,7 @@ from bootstrap.plan import BOOT_ONLY_SECRETS, ROLE_NAMES, VARIABLES, Plan, resol
 from bootstrap.report import problem_lines, say, summary_lines, warning_lines  # noqa: E402
 from bootstrap.steps import admin_password, ensure_superadmin, prepare_var_dir, run_step, runtime_problems  # noqa: E402,F401
 from bootstrap.supervisor import (  # noqa: E402,F401
-    SUPERVISORD_CONF, exec_supervisord, supervisor_env, write_worker_programs,
+    SUPERVISORD_CONF, exec_supervisord, supervisor_env, write_redis_conf, write_worker_programs,
 )
 from config.env import secret_key  # noqa: E402
 
@@ -63,6 +63,7 @@ def cmd_up(env: Mapping[str, str] | None = None) -> int:
     prepare_var_dir(plan.var_dir)
     secret_key(plan.var_dir, plan.env)
     write_worker_programs(plan)
+    write_redis_conf(plan)
     child_env = supervisor_env(plan)
     if not run_step("database migrated", ["migrate", "--noinput"], child_env, plan):
         return EXIT_FAILED

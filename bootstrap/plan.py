@@ -15,9 +15,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
 
 from config import env as schema
+from config import env_checks
 from config import redis_layout
 from config.redis_layout import LayoutError
 
@@ -30,9 +30,7 @@ VARIABLES: tuple[str, ...] = schema.NAMES
 # Read only by boot.py: never handed on to supervisord and its programs.
 BOOT_ONLY_SECRETS: tuple[str, ...] = ("FLOWWATCH_ADMIN_PASSWORD", "FLOWWATCH_ADMIN_PASSWORD_FILE")
 # Resolved and reported by config/redis_layout.py, not read again here.
-LAYOUT_VARIABLES: frozenset[str] = frozenset(
-    {*redis_layout.ROLE_VARIABLES.values(), "REDIS_LOCAL", "REDIS_LOCAL_PORT", "REDIS_CA_CERTS", "REDIS_TLS_INSECURE"}
-)
+LAYOUT_VARIABLES: frozenset[str] = redis_layout.VARIABLES
 # AF_UNIX paths are limited to 108 bytes on Linux (104 on BSDs).
 MAX_SOCKET_PATH = 100
 
@@ -160,18 +158,18 @@ def _check_django(plan: Plan) -> None:
             plan.problems.append(
                 f"DJANGO_CSRF_TRUSTED_ORIGINS: {origin!r} needs a scheme, e.g. https://{origin}"
             )
-    database_url = plan.values["DATABASE_URL"]
-    if database_url and not _database_url_ok(str(database_url)):
+    cross = env_checks.problems(plan.env)  # also Django's system check flowwatch.E002
+    plan.problems += cross
+    database_url = str(plan.values["DATABASE_URL"] or "")
+    if database_url and not any(p.startswith("DATABASE_URL") for p in cross) and not _database_url_ok(database_url):
         plan.problems.append(
-            f"DATABASE_URL={redis_layout.mask_url(str(database_url))!r} is not a database URL such as "
-            "postgres://user:password@host:5432/flowwatch or sqlite:////path/to/db.sqlite3"
+            f"DATABASE_URL={redis_layout.mask_url(database_url)!r} is not a database URL such as "
+            f"{env_checks.DATABASE_EXAMPLE}"
         )
 
 
 def _database_url_ok(url: str) -> bool:
-    """Parsed as settings will parse it, when dj-database-url is installed."""
-    if not _looks_like_url(url):
-        return False
+    """Parsed as settings will parse it (a bad port, say), when dj-database-url is installed."""
     if importlib.util.find_spec("dj_database_url") is None:  # `check` before requirements
         return True
     import dj_database_url
@@ -181,14 +179,6 @@ def _database_url_ok(url: str) -> bool:
     except Exception:  # unknown scheme, bad port: its messages may quote the password
         return False
     return True
-
-
-def _looks_like_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return bool(re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme)) and url.startswith(f"{parts.scheme}://")
 
 
 def _check_admin(plan: Plan) -> None:

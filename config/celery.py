@@ -10,7 +10,8 @@ from workers.routing import celery_config
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("flowwatch", amqp="workers.routing:GuardedAMQP")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+# Only the CELERY_* settings, so that inspect conf/report show no other secret.
+app.config_from_object("config.celery_settings:SETTINGS")
 # Queues and routes are derived from the queue table (workers/queues.py).
 app.conf.update(celery_config())
 app.autodiscover_tasks(["workers"], related_name="probe")

@@ -11,6 +11,7 @@ of being guessed at.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,12 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("REDIS_CA_CERTS", "path", None, "redis", _BOOT_DJANGO,
              "CA certificates that verify the server certificate of every `rediss://` role. A missing file "
              "is an error.", "`/etc/flowwatch/redis-ca.pem`", default_text="certifi's CA bundle"),
+    Variable("REDIS_LOCAL_PASSWORD", "secret", "", "redis", _BOOT_DJANGO,
+             "With `REDIS_LOCAL=true`: the bundled Redis requires this password (`--requirepass`), and the "
+             "four local defaults carry it. A URL you set carries its own. Never printed. Letters, digits "
+             "and `-._~` only, so it needs no encoding in a URL.",
+             "`REDIS_LOCAL_PASSWORD_FILE=/run/secrets/redis`", default_text="empty: no password (loopback only)",
+             from_file=True),
     Variable("REDIS_TLS_INSECURE", "bool", False, "redis", _BOOT_DJANGO,
              "Allows `?ssl_cert_reqs=none` on a `rediss://` URL: TLS without verification. Every start of "
              "every process then logs warning `flowwatch.W003`. For a test bench only.", "`true`"),
@@ -149,7 +156,8 @@ SCHEMA: tuple[Variable, ...] = (
              "Seconds between controller ticks (`run_controller --interval` overrides it).", "`10`", minimum=1),
     # --- django -----------------------------------------------------------------------
     Variable("DATABASE_URL", "str", None, "django", _BOOT_DJANGO,
-             "The database. PostgreSQL is needed once programs run on more than one host.",
+             "The database: `sqlite://` or `postgres://` (`postgresql://`); any other scheme, `mysql://` "
+             "say, is refused. PostgreSQL is needed once programs run on more than one host.",
              "`postgres://flowwatch:secret@db.internal:5432/flowwatch`",
              default_text="`sqlite:///$VAR_DIR/flowwatch.sqlite3`", from_file=True),
     Variable("DJANGO_SECRET_KEY", "str", None, "django", _BOOT_DJANGO,
@@ -164,6 +172,21 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("DJANGO_CSRF_TRUSTED_ORIGINS", "list", [], "django", _BOOT_DJANGO,
              "Origins, with scheme, trusted for form posts, e.g. behind a TLS proxy.",
              "`https://flowwatch.example.com`"),
+    Variable("DJANGO_HTTPS", "bool", False, "django", _BOOT_DJANGO,
+             "`true` when users reach Flowwatch over HTTPS through a reverse proxy that terminates TLS and "
+             "sets `X-Forwarded-Proto`: secure session and CSRF cookies, HTTP redirected to HTTPS, HSTS, and "
+             "the proxy's header trusted (see [operating.md](operating.md)). Leave `false` for plain HTTP on "
+             "loopback.", "`true`"),
+    Variable("DJANGO_HSTS_SECONDS", "int", None, "django", _BOOT_DJANGO,
+             "`Strict-Transport-Security` max-age sent with `DJANGO_HTTPS=true`; `0` sends none. Refused "
+             "without `DJANGO_HTTPS=true`.", "`3600`", minimum=0,
+             default_text="`31536000` (a year) with `DJANGO_HTTPS=true`, else none"),
+    Variable("LOGIN_FAILURE_LIMIT", "int", 5, "django", _BOOT_DJANGO,
+             "Failed logins for one user name from one address before that pair is locked out "
+             "(django-axes, kept in the database so it works while Redis is down).", "`10`", minimum=1),
+    Variable("LOGIN_LOCKOUT_MINUTES", "int", 15, "django", _BOOT_DJANGO,
+             "Minutes a locked-out user name and address wait before they may try again; a superadmin can "
+             "lift a lock sooner (`manage.py axes_reset_username NAME`).", "`60`", minimum=1),
     Variable("METRICS_API_TOKEN", "secret", "", "django", _BOOT_DJANGO,
              "`Authorization: Bearer <token>` for `/api/metrics/` and `/metrics` (Prometheus), besides a "
              "superadmin session.", "`METRICS_API_TOKEN_FILE=/run/secrets/metrics`",
@@ -195,8 +218,10 @@ SCHEMA: tuple[Variable, ...] = (
     Variable("EMAIL_HOST_USER", "str", "", "email", _BOOT_DJANGO, "SMTP user.", "`flowwatch`"),
     Variable("EMAIL_HOST_PASSWORD", "secret", "", "email", _BOOT_DJANGO, "SMTP password.",
              "`EMAIL_HOST_PASSWORD_FILE=/run/secrets/smtp`", from_file=True),
-    Variable("EMAIL_USE_TLS", "bool", False, "email", _BOOT_DJANGO, "STARTTLS.", "`true`"),
-    Variable("EMAIL_USE_SSL", "bool", False, "email", _BOOT_DJANGO, "Implicit TLS.", "`true`"),
+    Variable("EMAIL_USE_TLS", "bool", False, "email", _BOOT_DJANGO, "STARTTLS (usually port 587); not with "
+             "`EMAIL_USE_SSL`.", "`true`"),
+    Variable("EMAIL_USE_SSL", "bool", False, "email", _BOOT_DJANGO, "Implicit TLS (usually port 465); not with "
+             "`EMAIL_USE_TLS`.", "`true`"),
     Variable("DEFAULT_FROM_EMAIL", "str", "flowwatch@localhost", "email", _BOOT_DJANGO, "Sender address.",
              "`flowwatch@example.com`"),
 )
@@ -262,18 +287,24 @@ def env_int(name: str, default: int, env: Mapping[str, str] | None = None, *, mi
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        number = int(raw)
-    except ValueError:
-        raise EnvError(f"{name}={raw!r} is not a whole number") from None
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):  # int() would also take "1_000" and other digits
+        raise EnvError(f"{name}={raw!r} is not a whole number")
+    number = int(raw)
     if minimum is not None and number < minimum:
         raise EnvError(f"{name}={number} must be at least {minimum}")
     return number
 
 
 def env_list(name: str, default: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Comma-separated items; an empty one (``a,,b``, ``,``) is a typo, refused."""
     env = os.environ if env is None else env
-    return [item.strip() for item in env.get(name, default).split(",") if item.strip()]
+    raw = env.get(name, default)
+    if not raw.strip():
+        return []
+    items = [item.strip() for item in raw.split(",")]
+    if not all(items):
+        raise EnvError(f"{name}={raw!r} has an empty item: remove the stray comma")
+    return items
 
 
 def var_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -17,6 +17,7 @@ The four roles (docs/architecture.md) and their environment variables::
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import sys
@@ -24,6 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from config import redis_urls
+# Defined beside the URL rules; the rest of the project imports them from here.
+from config.redis_urls import LayoutError, mask_url  # noqa: F401
 
 ROLES: tuple[str, ...] = ("broker", "results", "cache", "channels")
 
@@ -33,6 +38,10 @@ ROLE_VARIABLES: dict[str, str] = {
     "cache": "REDIS_CACHE_URL",
     "channels": "CHANNELS_REDIS_URL",
 }
+
+# Every variable resolve() reads and reports on itself.
+VARIABLES: frozenset[str] = frozenset({*ROLE_VARIABLES.values(), "REDIS_LOCAL", "REDIS_LOCAL_PORT", "REDIS_CA_CERTS",
+                                       "REDIS_TLS_INSECURE", "REDIS_LOCAL_PASSWORD"})
 
 # The address the bundled Redis (REDIS_LOCAL=true) listens on: boot checks
 # and prints it, and hands it to supervisord.conf as FW_REDIS_HOST.
@@ -79,10 +88,6 @@ W_BROKER_EVICTION = "flowwatch.W004"
 _INSECURE_REQS = {"none", "cert_none", "optional", "cert_optional"}
 
 
-class LayoutError(ValueError):
-    """A variable of the layout has a value that cannot be used."""
-
-
 def parse_bool(name: str, value: str | None, default: bool) -> bool:
     """Strict boolean: true/false/1/0 only, so a typo never flips a switch."""
     if value is None or value.strip() == "":
@@ -98,10 +103,9 @@ def parse_bool(name: str, value: str | None, default: bool) -> bool:
 def parse_port(name: str, value: str | None, default: int) -> int:
     if value is None or value.strip() == "":
         return default
-    try:
-        port = int(value)
-    except ValueError:
-        raise LayoutError(f"{name}={value!r} is not a port number") from None
+    if not value.strip().isdecimal() or not value.strip().isascii():  # int() takes "6_379" too
+        raise LayoutError(f"{name}={value!r} is not a port number")
+    port = int(value)
     if not 1 <= port <= 65535:
         raise LayoutError(f"{name}={port} is outside 1-65535")
     return port
@@ -113,13 +117,13 @@ class RoleUrl:
 
     role: str
     variable: str
-    url: str
+    url: str = field(repr=False)  # a repr lands in logs and tracebacks: masked_url is safe to show
     scheme: str
     host: str
     port: int
     db: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     query: tuple[tuple[str, str], ...] = ()
     from_env: bool = False
 
@@ -160,6 +164,7 @@ class Layout:
     problems: list[str] = field(default_factory=list)
     # (stable id, text): the ids are the Django system check ids.
     findings: list[tuple[str, str]] = field(default_factory=list)
+    local_password: str = field(default="", repr=False)  # REDIS_LOCAL_PASSWORD
 
     @property
     def ok(self) -> bool:
@@ -174,7 +179,7 @@ class Layout:
         Django can still start far enough to report it as a system check."""
         if role in self.roles:
             return self.roles[role].url
-        return local_url(role, self.local_port)
+        return local_url(role, self.local_port, self.local_password)
 
     def servers(self) -> dict[tuple[str, int], list[str]]:
         """Distinct Redis servers and the roles each one carries."""
@@ -236,23 +241,6 @@ def channel_layers(layout: Layout) -> dict[str, dict[str, object]]:
                         "CONFIG": {"hosts": [channels_host(layout)], "prefix": CHANNELS_PREFIX}}}
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``.
-
-    Works on the text, not on a parse: a password with an unencoded ``/``,
-    ``?`` or ``#`` makes ``urlsplit`` cut the userinfo in the wrong place, and
-    such a URL is exactly the one that ends up in an error message.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    userinfo, _, after = rest.rpartition("@")  # the last @ ends the userinfo
-    user, colon, _secret = userinfo.partition(":")
-    if not colon or any(c in user for c in "/?#"):
-        return f"{scheme}://***@{after}"  # a lone userinfo may be a password too
-    return f"{scheme}://{user}:***@{after}"
-
-
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every non-empty secret replaced by ``***``: for error texts
     that may quote a password (a server's reply, a subprocess's output)."""
@@ -267,32 +255,35 @@ def _wants_insecure(role_url: RoleUrl) -> bool:
 
 
 def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
-    """Parse one role's URL or raise LayoutError naming the variable."""
+    """Parse one role's URL or raise LayoutError naming the variable (rules: config/redis_urls.py)."""
     variable = ROLE_VARIABLES[role]
-    _check_userinfo(variable, url)
+    redis_urls.check_text(variable, url)
+    redis_urls.check_userinfo(variable, url)
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port or 6379
-    except ValueError:  # the parser's message may quote part of a password
-        raise LayoutError(f"{variable}: malformed URL {mask_url(url)!r} (the port is not a number)") from None
-    if parts.scheme not in SCHEMES:
-        shown = parts.scheme or "(none)"
+        parts = urlsplit(url)
+        if parts.scheme in SCHEMES and url.startswith(parts.scheme):
+            host, port = redis_urls.check_host_and_port(variable, url, parts)
+    except ValueError as exc:  # the parser's message may quote part of a password
+        if isinstance(exc, LayoutError):
+            raise
+        raise LayoutError(f"{variable}: malformed URL {mask_url(url)!r} (the host or port cannot be read)") from None
+    written = url.split(":", 1)[0]  # urlsplit lower-cases it; redis-py refuses "REDIS://"
+    if parts.scheme not in SCHEMES or written != parts.scheme:
+        shown = (written if parts.scheme else "") or "(none)"
         raise LayoutError(
             f"{variable}: unknown scheme {shown!r} in {mask_url(url)!r}; use redis:// or rediss://"
         )
-    if not parts.hostname:
-        raise LayoutError(f"{variable}: no host in {mask_url(url)!r}")
-    db = _parse_db(variable, url, parts.path)
+    db = redis_urls.parse_db(variable, url, parts.path, MAX_DB)
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
-    _check_tls_options(variable, query)
+    redis_urls.check_query(variable, query, _INSECURE_REQS)
     if role == "channels":
         _check_channels_timeout(variable, query)
     return RoleUrl(
         role=role,
         variable=variable,
-        url=url.strip(),
+        url=url,
         scheme=parts.scheme,
-        host=parts.hostname,
+        host=host,
         port=port,
         db=db,
         username=unquote(parts.username) if parts.username else None,
@@ -302,79 +293,42 @@ def parse_role_url(role: str, url: str, *, from_env: bool = True) -> RoleUrl:
     )
 
 
-def _check_userinfo(variable: str, url: str) -> None:
-    """Refuse a user or password holding an unencoded ``/ ? # @``.
-
-    URL parsers split such a URL in different places (``redis://:p@ss@h/0``
-    is the password ``p@ss`` to one and the host ``ss@h`` to another), so a
-    guess could send the password to the wrong server or as a host name.
-    """
-    _, _, rest = url.strip().partition("://")
-    userinfo = rest.rpartition("@")[0]
-    if any(c in userinfo for c in "/?#"):
-        raise LayoutError(
-            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
-            "'/', '?' or '#'; percent-encode it (/ is %2F, ? is %3F, # is %23)"
-        )
-    if "@" in userinfo:
-        raise LayoutError(
-            f"{variable}: malformed URL {mask_url(url)!r}: the user or password holds an unencoded "
-            "'@'; percent-encode it as %40 (redis://:p%40ss@host/0)"
-        )
-
-
-def _check_tls_options(variable: str, query: tuple[tuple[str, str], ...]) -> None:
-    """TLS settings come from the layout only (REDIS_CA_CERTS, certifi,
-    REDIS_TLS_INSECURE): redis-py and kombu let ``ssl_*`` options in a URL
-    override them, so any other ``ssl_*`` option, or a repeated one, could
-    quietly weaken verification and is refused."""
-    names = [name for name, _ in query if name.startswith("ssl_")]
-    for name in sorted(set(names)):
-        if name != "ssl_cert_reqs":
-            raise LayoutError(
-                f"{variable}: URL option {name!r} is not accepted; TLS is configured by "
-                "REDIS_CA_CERTS and REDIS_TLS_INSECURE (docs/configuration.md)"
-            )
-        if names.count(name) > 1:
-            raise LayoutError(f"{variable}: URL option {name!r} is given more than once")
-    reqs = dict(query).get("ssl_cert_reqs")
-    if reqs is not None and reqs.lower() not in _INSECURE_REQS:
-        # Celery reads the broker URL from the environment and kombu lets its
-        # ssl_* options replace broker_use_ssl: REDIS_CA_CERTS would be lost.
-        raise LayoutError(
-            f"{variable}: drop ?ssl_cert_reqs={reqs}: rediss:// always verifies certificates "
-            "(against REDIS_CA_CERTS or certifi); only ssl_cert_reqs=none is accepted, "
-            "with REDIS_TLS_INSECURE=true"
-        )
-
-
 def _check_channels_timeout(variable: str, query: tuple[tuple[str, str], ...]) -> None:
     """redis-py lets a URL's socket_timeout replace the layer's: one the wait
-    in BZPOPMIN outlasts would close every idle websocket."""
+    in BZPOPMIN outlasts would close every idle websocket (check_query has
+    made sure it is a number)."""
     value = dict(query).get("socket_timeout")
-    try:
-        too_short = value is not None and float(value) <= CHANNELS_BLOCKING_TIME
-    except ValueError:
-        raise LayoutError(f"{variable}: socket_timeout={value!r} is not a number of seconds") from None
-    if too_short:
+    if value is not None and float(value) <= CHANNELS_BLOCKING_TIME:
         raise LayoutError(
             f"{variable}: socket_timeout={value} must be above {CHANNELS_BLOCKING_TIME:g} s, the channels "
             f"layer's wait for a message; leave it out to get {CHANNELS_SOCKET_TIMEOUT:g} s")
 
 
-def _parse_db(variable: str, url: str, path: str) -> int:
-    text = path.strip("/") or "0"
-    if not text.isdigit():
-        raise LayoutError(f"{variable}: database {text!r} in {mask_url(url)!r} is not a number")
-    db = int(text)
-    if db > MAX_DB:
-        raise LayoutError(f"{variable}: database {db} is out of range 0-{MAX_DB}")
-    return db
-
-
-def local_url(role: str, port: int) -> str:
+def local_url(role: str, port: int, password: str = "") -> str:
     host, db = _LOCAL_DEFAULTS[role]
-    return f"redis://{host}:{port}/{db}"
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+def local_password(env: Mapping[str, str]) -> str:
+    """REDIS_LOCAL_PASSWORD, or the content of REDIS_LOCAL_PASSWORD_FILE (trimmed).
+
+    Raises LayoutError naming the variable; the password itself is never
+    quoted.  Its characters need no percent-encoding in a URL, and no quoting
+    in the bundled Redis' configuration file.
+    """
+    file_name = env.get("REDIS_LOCAL_PASSWORD_FILE", "").strip()
+    name = "REDIS_LOCAL_PASSWORD_FILE" if file_name else "REDIS_LOCAL_PASSWORD"
+    if file_name:
+        try:
+            password = Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise LayoutError(f"REDIS_LOCAL_PASSWORD_FILE={file_name!r} cannot be read ({exc.strerror})") from None
+    else:
+        password = env.get("REDIS_LOCAL_PASSWORD", "").strip()
+    if password and not re.fullmatch(r"[A-Za-z0-9._~-]{8,512}", password):
+        raise LayoutError(f"{name}: the password must be 8-512 letters, digits or -._~ (it is not shown)")
+    return password
 
 
 def resolve(env: Mapping[str, str] | None = None) -> Layout:
@@ -391,9 +345,14 @@ def resolve(env: Mapping[str, str] | None = None) -> Layout:
     redis_local = _collect(problems, parse_bool, "REDIS_LOCAL", env.get("REDIS_LOCAL"), not given)
     tls_insecure = _collect(problems, parse_bool, "REDIS_TLS_INSECURE", env.get("REDIS_TLS_INSECURE"), False)
 
+    try:
+        password = local_password(env)
+    except LayoutError as exc:
+        problems.append(str(exc))
+        password = ""
     roles: dict[str, RoleUrl] = {}
     for role in ROLES:
-        url = given.get(role) or local_url(role, local_port)
+        url = given.get(role) or local_url(role, local_port, password)
         try:
             roles[role] = parse_role_url(role, url, from_env=role in given)
         except LayoutError as exc:
@@ -410,7 +369,8 @@ def resolve(env: Mapping[str, str] | None = None) -> Layout:
             "REDIS_TLS_INSECURE=true: Redis TLS certificates are NOT verified; "
             "anyone on the path can read and change queue and cache traffic"))
     findings.extend((W_SHARED_DB, text) for text in sharing_warnings(roles))
-    return Layout(roles, redis_local, local_port, ca_certs, tls_insecure, problems, findings)
+    return Layout(roles, redis_local, local_port, ca_certs, tls_insecure, problems, findings,
+                  local_password=password)
 
 
 def _collect(problems, parser, name, value, default):

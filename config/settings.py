@@ -7,6 +7,7 @@ bundled Redis on 127.0.0.1:6379, a secret key generated once into VAR_DIR.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -15,6 +16,7 @@ from redis.retry import Retry
 
 from config import redis_layout
 from config.env import secret_key, value, var_dir
+from config.env_checks import database_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "apps.core",
     "apps.metrics",
     "apps.dashboard",
@@ -47,6 +50,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.core.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -68,12 +74,15 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------
-DATABASES = {
-    "default": dj_database_url.parse(
-        value("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}",
-        conn_max_age=0,
-    )
-}
+DATABASE_URL = value("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'flowwatch.sqlite3'}"
+if database_problem(DATABASE_URL):
+    # Django's dummy backend refuses every query; system check flowwatch.E002
+    # says why, instead of a driver's ImportError or a connection to a
+    # database Flowwatch does not run on.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+else:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+del DATABASE_URL  # it may hold a password: not a setting to show
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, workers and the controller write concurrently: WAL lets readers
     # run beside a writer, IMMEDIATE avoids lock-upgrade deadlocks.
@@ -90,6 +99,37 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Logging in must work while Redis is down: never cache sessions.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# --- Security (docs/operating.md, "HTTPS behind a reverse proxy") -----------
+# DJANGO_HTTPS=true: users reach the site over HTTPS through a proxy that
+# terminates TLS and sets X-Forwarded-Proto (which it must overwrite, never
+# pass on from the client).  Off, the site is plain HTTP on loopback, where
+# secure cookies would never be sent back.
+HTTPS = value("DJANGO_HTTPS")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_SSL_REDIRECT = HTTPS
+# Probes and Prometheus reach the web server directly, not through the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+_HSTS = value("DJANGO_HSTS_SECONDS")
+SECURE_HSTS_SECONDS = (365 * 24 * 3600 if _HSTS is None else _HSTS) if HTTPS else 0
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Login throttling (django-axes): failures are counted in the database, like
+# sessions, so it works while Redis is down.  A lockout is per user name and
+# address together: a stranger cannot lock the superadmin out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = value("LOGIN_FAILURE_LIMIT")
+AXES_COOLOFF_TIME = timedelta(minutes=value("LOGIN_LOCKOUT_MINUTES"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 # --- Redis: the four roles, all from config.redis_layout -----------------
 REDIS_LAYOUT = redis_layout.resolve()
@@ -183,7 +223,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": value("LOG_LEVEL")},
     # httpx logs every tenant request at INFO: thousands of lines a minute
     # while a backfill runs.  The tenant client logs what goes wrong itself.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    # axes: failed logins and lockouts are warnings; its INFO lines greet every start.
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "axes")},
 }
 
 # --- apps.metrics: controller, alerts, periodic jobs (docs/metrics.md) ---------

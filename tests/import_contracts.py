@@ -3,7 +3,8 @@
 ``config/redis_layout.py`` is read by ``boot.py`` before the project's
 requirements are installed, so a third-party import there breaks the first
 start. A forbidden contract can only list packages to refuse; this one lists
-what is allowed. ``allowed_external`` names packages a module may import
+what is allowed: the standard library and the other listed modules.
+``allowed_external`` names packages a module may import
 inside a ``try: ... except ImportError`` (the linter cannot see the guard).
 """
 
@@ -22,10 +23,11 @@ class StdlibOnlyContract(Contract):
 
     def check(self, graph, verbose: bool) -> ContractCheck:
         allowed = set(sys.stdlib_module_names) | set(self.allowed_external or [])
+        listed = {module.name for module in self.modules}
         found: dict[str, list[tuple[str, int | None]]] = {}
         for module in self.modules:
             for imported in sorted(graph.find_modules_directly_imported_by(module.name)):
-                if imported.split(".")[0] in allowed:
+                if imported.split(".")[0] in allowed or imported in listed:
                     continue
                 details = graph.get_import_details(importer=module.name, imported=imported)
                 lines = [(imported, d["line_number"]) for d in details] or [(imported, None)]

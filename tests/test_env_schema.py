@@ -70,7 +70,7 @@ def test_a_blank_value_counts_as_unset():
 
 @pytest.mark.parametrize("name,raw,expected", [
     ("WEB_PORT", "8080", 8080), ("DJANGO_DEBUG", "TRUE", True), ("WORKER_CONCURRENCY", "4", 4),
-    ("DJANGO_ALLOWED_HOSTS", "a.example, b.example,", ["a.example", "b.example"]),
+    ("DJANGO_ALLOWED_HOSTS", "a.example, b.example", ["a.example", "b.example"]),
     ("WEB_HOST", " 0.0.0.0 ", "0.0.0.0"), ("EMAIL_HOST_PASSWORD", " pw ", " pw "),
 ])
 def test_each_type_parses_its_value(name, raw, expected):
@@ -82,6 +82,9 @@ def test_each_type_parses_its_value(name, raw, expected):
     ("LOG_LEVEL", "debug", "LOG_LEVEL='debug' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ("EMAIL_PORT", "0", "EMAIL_PORT=0 must be at least 1"),
     ("SIMULATOR", "yes", "SIMULATOR='yes' is not a boolean"),
+    ("BOOT_ROLES", ",", "BOOT_ROLES=',' has an empty item: remove the stray comma"),
+    ("DJANGO_ALLOWED_HOSTS", "a.example,", "DJANGO_ALLOWED_HOSTS='a.example,' has an empty item"),
+    ("WORKER_CONCURRENCY", "1_000", "WORKER_CONCURRENCY='1_000' is not a whole number"),
 ])
 def test_a_bad_value_is_refused_naming_the_variable(name, raw, message):
     with pytest.raises(EnvError, match=re.escape(message)):
@@ -139,9 +142,10 @@ def test_a_private_file_is_0600_whatever_the_umask(tmp_path):
 
 # --- boot's modules run before the requirements are installed ----------------------------------------
 
-BOOT_MODULES = [ROOT / "boot.py", ROOT / "config" / "env.py", ROOT / "config" / "redis_layout.py",
+BOOT_MODULES = [ROOT / "boot.py", *(ROOT / "config" / f"{name}.py" for name in ("env", "env_checks", "redis_layout",
+                                                                              "redis_urls")),
                 *sorted((ROOT / "bootstrap").glob("*.py"))]
-OWN_STDLIB_ONLY = ("bootstrap", "config.env", "config.redis_layout")
+OWN_STDLIB_ONLY = ("bootstrap", "config.env", "config.env_checks", "config.redis_layout", "config.redis_urls")
 
 
 def module_level_imports(path: Path) -> set[str]:

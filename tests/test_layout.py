@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import stat
 from pathlib import Path
@@ -267,9 +268,17 @@ def test_env_int_refuses_non_numbers_and_values_under_the_minimum():
         env_int("N", 5, {"N": "0"}, minimum=1)
 
 
-def test_env_list_splits_on_commas_and_drops_blanks():
-    assert env_list("HOSTS", "a", {"HOSTS": " x.example, ,y.example "}) == ["x.example", "y.example"]
+def test_env_list_splits_on_commas_and_trims_items():
+    assert env_list("HOSTS", "a", {"HOSTS": " x.example , y.example "}) == ["x.example", "y.example"]
     assert env_list("HOSTS", "a,b", {}) == ["a", "b"]
+    assert env_list("HOSTS", "a", {"HOSTS": "  "}) == []
+
+
+@pytest.mark.parametrize("text", [",", "web,", "web,,workers", " , "])
+def test_env_list_refuses_an_empty_item(text):
+    message = f"BOOT_ROLES={text!r} has an empty item: remove the stray comma"
+    with pytest.raises(EnvError, match=f"^{re.escape(message)}$"):
+        env_list("BOOT_ROLES", "all", {"BOOT_ROLES": text})
 
 
 def test_env_str_reads_a_secret_from_the_file_variable(tmp_path):
@@ -372,3 +381,10 @@ def test_a_channels_url_read_timeout_above_the_wait_or_on_another_role_is_accept
 def test_a_channels_url_read_timeout_that_is_not_a_number_is_refused():
     (problem,) = problems_of(CHANNELS_REDIS_URL="redis://127.0.0.1:6379/3?socket_timeout=soon")
     assert problem == "CHANNELS_REDIS_URL: socket_timeout='soon' is not a number of seconds"
+
+
+def test_a_layout_repr_never_shows_a_password():
+    layout = resolve({"CELERY_BROKER_URL": "redis://:hunter2@broker.internal:6379/0",
+                      "REDIS_LOCAL_PASSWORD": "local-secret-1"})
+    assert "hunter2" not in repr(layout) and "local-secret-1" not in repr(layout)
+    assert "broker.internal" in repr(layout)

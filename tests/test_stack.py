@@ -208,9 +208,11 @@ def test_the_whole_stack_starts_routes_every_queue_and_stops_without_leftovers(m
     assert password not in printed
     assert f"as 'ops'; superadmin created, its password is in {password_file}" in printed
     assert f"http://127.0.0.1:{stack.web_port}/" in printed
+    # django-axes throttles logins per request: authenticate as a login POST would.
     login = stack.manage("shell", "-c", "import os; from django.contrib.auth import authenticate; "
-                         "u = authenticate(username='ops', password=os.environ['PW']); "
-                         "print(bool(u and u.is_superuser))", PW=password)
+                         "from django.test import RequestFactory; "
+                         "u = authenticate(RequestFactory().post('/accounts/login/'), username='ops', "
+                         "password=os.environ['PW']); print(bool(u and u.is_superuser))", PW=password)
     assert login.stdout.strip().endswith("True"), login.stderr
 
     assert_stops_cleanly(stack, expected)

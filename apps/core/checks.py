@@ -1,12 +1,17 @@
-"""System checks for the Redis layout; ids are stable (docs/configuration.md)."""
+"""System checks for the Redis layout and the environment; ids are stable (docs/configuration.md)."""
 
 from __future__ import annotations
+
+import os
 
 import redis
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from config import redis_layout
+from config import env, env_checks, redis_layout
+
+# A variable outside the Redis layout is unusable (docs/configuration.md).
+E_ENVIRONMENT = "flowwatch.E002"
 
 
 @register("redis")
@@ -37,3 +42,23 @@ def check_broker_eviction_policy(app_configs=None, **kwargs):
             id=redis_layout.W_BROKER_EVICTION,
         )]
     return []
+
+
+@register()
+def check_environment(app_configs=None, **kwargs):
+    """The variables outside the Redis layout, as ``boot.py check`` reads them.
+
+    A value settings cannot use at all stops them from loading before any
+    check runs; these are the ones that load and would fail later (a
+    database scheme, both e-mail TLS modes, a stray comma in a list).
+    """
+    found = []
+    for variable in env.SCHEMA:
+        if variable.name in redis_layout.VARIABLES:  # check_redis_layout reports these
+            continue
+        try:
+            env.value(variable.name)
+        except env.EnvError as exc:
+            found.append(Error(str(exc), id=E_ENVIRONMENT))
+    found += [Error(problem, id=E_ENVIRONMENT) for problem in env_checks.problems(os.environ)]
+    return found

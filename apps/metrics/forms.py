@@ -8,6 +8,7 @@ every error is attached to the field it is about.
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import URLValidator
 
 from apps.metrics.models import (HISTORY_AND_ALERT_FIELDS, THRESHOLD_FIELDS, QueueThreshold,
                                  cMetricSettings)
@@ -16,6 +17,8 @@ from workers.queues import QUEUE_NAMES
 
 class MetricSettingsForm(forms.ModelForm):
     alert_webhook_url = forms.URLField(required=False, assume_scheme="https",
+                                       validators=[URLValidator(schemes=["http", "https"],
+                                                                message="Enter an http:// or https:// URL.")],
                                        help_text="Optional: each alert is POSTed here as JSON.")
 
     class Meta:
@@ -34,6 +37,11 @@ class QueueThresholdForm(forms.ModelForm):
         fields = ["queue", "warn", "critical"]
 
 
+# One override per declared queue at most.  absolute_max bounds the forms
+# Django builds from a posted TOTAL_FORMS (its default would build 2000 for
+# TOTAL_FORMS=100000); more is refused as "Please submit at most N forms".
+MAX_OVERRIDES = len(QUEUE_NAMES)
 QueueThresholdFormSet = forms.modelformset_factory(
     QueueThreshold, form=QueueThresholdForm, extra=1, can_delete=True,
+    max_num=MAX_OVERRIDES, validate_max=True, absolute_max=MAX_OVERRIDES + 1,
 )

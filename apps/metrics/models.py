@@ -13,6 +13,7 @@ from django.utils import timezone
 from workers.queues import QUEUE_NAMES
 
 OK, WARN, CRITICAL = "ok", "warn", "critical"
+WEBHOOK_SCHEMES = ("http://", "https://")
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
 # The defaults of docs/metrics.md; the data migration 0002 writes exactly these.
@@ -103,12 +104,19 @@ class cMetricSettings(models.Model):  # noqa: N801  the name operators know it b
         bad = [address for address in split_emails(self.alert_emails or "") if not _is_email(address)]
         if bad:
             errors["alert_emails"] = f"Not an e-mail address: {', '.join(bad)}."
+        if self.alert_webhook_url and not is_webhook_url(self.alert_webhook_url):
+            errors["alert_webhook_url"] = "The webhook URL must start with http:// or https://."
         if errors:
             raise ValidationError(errors)
 
     @property
     def emails(self) -> list[str]:
         return split_emails(self.alert_emails or "")
+
+
+def is_webhook_url(url: str) -> bool:
+    """Alerts are POSTed over HTTP(S) only: urllib would also open ftp:// or file:// URLs."""
+    return url.lower().startswith(WEBHOOK_SCHEMES)
 
 
 def _is_email(address: str) -> bool:
