@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config import redis_layout
-from config.env import env_bool, env_int, env_list, env_str, secret_key, var_dir
+from config.env import EnvError, env_bool, env_int, env_list, env_str, secret_key, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -37,6 +37,11 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.metrics",
     "apps.dashboard",
+    "apps.tenants",
+    "apps.messagelogs",
+    "apps.alerts",
+    "apps.stats",
+    "apps.archives",
 ]
 
 MIDDLEWARE = [
@@ -226,9 +231,31 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 BEAT_TABLE = (
     ("metrics-prune-history", "apps.metrics.tasks.prune_history", 6 * 3600),
     ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", 15 * 60),
+    ("tenants-periodic-run", "apps.tenants.tasks.periodic_run", 15),
+    ("alerts-evaluate", "apps.alerts.tasks.evaluate_alerts", 60),
+    ("alerts-daily-reports", "apps.alerts.tasks.daily_reports", 5 * 60),
+    ("archives-messagelogs", "apps.archives.tasks.archive_messagelogs", 3600),
 )
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(period), "options": {"expires": period * 0.9}}
     for name, task, period in BEAT_TABLE
 }
 # --- end of apps.metrics settings ---------------------------------------------------
+
+# --- the message pipeline: tenants, message logs, alerts, stats, archives (docs/pipeline.md) ---
+# Hot reads re-read this many seconds before the watermark (late status changes)...
+MESSAGELOG_OVERLAP_SECONDS = env_int("MESSAGELOG_OVERLAP_SECONDS", 120, minimum=0)
+# ...and stop this many seconds before now, so the tenant has finished writing.
+MESSAGELOG_READ_LAG_SECONDS = env_int("MESSAGELOG_READ_LAG_SECONDS", 5, minimum=0)
+# A watermark further back than this is a gap: the older part is backfilled cold.
+MESSAGELOG_HOT_MAX_SECONDS = env_int("MESSAGELOG_HOT_MAX_SECONDS", 3600, minimum=60)
+MESSAGELOG_BACKFILL_WINDOW_SECONDS = env_int("MESSAGELOG_BACKFILL_WINDOW_SECONDS", 3600, minimum=60)
+MESSAGELOG_RETENTION_DAYS = env_int("MESSAGELOG_RETENTION_DAYS", 30, minimum=1)
+ARCHIVE_DIR = VAR_DIR / "archives"
+STATS_HOURS = env_int("STATS_HOURS", 24, minimum=1)
+STATS_REBUILD_DELAY = env_int("STATS_REBUILD_DELAY", 10, minimum=1)
+ALERTS_DAILY_REPORT_HOUR = env_int("ALERTS_DAILY_REPORT_HOUR", 7, minimum=0)
+if ALERTS_DAILY_REPORT_HOUR > 23:
+    raise EnvError(f"ALERTS_DAILY_REPORT_HOUR={ALERTS_DAILY_REPORT_HOUR} must be an hour from 0 to 23")
+# Empty: the key generated once into VAR_DIR/tenant-secrets.key (apps/tenants/secrets.py).
+TENANT_SECRETS_KEY = env_str("TENANT_SECRETS_KEY", "")

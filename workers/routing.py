@@ -89,3 +89,17 @@ def stamp_sent_at(headers: dict | None = None, **_: Any) -> None:
     """Stamp the send time into the headers: the controller ages queues by it."""
     if headers is not None:
         headers.setdefault(SENT_AT_HEADER, time.time())
+
+
+def routed_task(queue: str, **celery_options: Any):
+    """``celery.shared_task`` bound to one declared queue.
+
+    ``@routed_task("messagelog_read", bind=True)`` puts every call of the
+    task on ``messagelog_read``; an undeclared queue is refused when the
+    module is imported, not when the first message goes nowhere.
+    """
+    from celery import shared_task
+
+    if queue not in QUEUE_NAMES:
+        raise UndeclaredQueue(f"queue {queue!r} is not declared in workers/queues.py")
+    return shared_task(queue=queue, **celery_options)

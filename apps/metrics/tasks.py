@@ -10,26 +10,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import smtplib
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
-from django.core.mail import send_mail
 from django.utils import timezone
 
+from apps.core.delivery import DELIVERY_ERRORS, post_json, send_email
+from apps.core.delivery import deliver as _deliver
 from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 
 logger = logging.getLogger("flowwatch.metrics")
-
-WEBHOOK_TIMEOUT = 10
-DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
 
 
 @shared_task(name="apps.metrics.tasks.trigger_alerts",
@@ -53,15 +46,6 @@ def trigger_alerts(event_ids: list[int]) -> dict[str, int]:
     return {"events": len(events), "emailed": emailed, "posted": posted}
 
 
-def _deliver(channel: str, errors: list[Exception], send) -> int:
-    try:
-        return send()
-    except DELIVERY_ERRORS as exc:
-        logger.warning("alert %s failed (the task retries it): %s", channel, type(exc).__name__)
-        errors.append(exc)
-        return 0
-
-
 def _email(recipients: list[str], events: list[MetricEvent]) -> int:
     if not recipients or not events:
         return 0
@@ -70,7 +54,7 @@ def _email(recipients: list[str], events: list[MetricEvent]) -> int:
     if len(events) > 1:
         subject += f" (+{len(events) - 1} more)"
     body = "\n".join(f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.subject}: {e.message}" for e in events)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+    send_email(recipients, subject, body)
     MetricEvent.objects.filter(id__in=[e.id for e in events]).update(emailed_at=timezone.now())
     return len(events)
 
@@ -78,12 +62,7 @@ def _email(recipients: list[str], events: list[MetricEvent]) -> int:
 def _webhook(url: str, events: list[MetricEvent]) -> int:
     if not url or not events:
         return 0
-    payload = json.dumps({"source": "flowwatch", "events": [e.as_dict() for e in events]}).encode()
-    request = urllib.request.Request(url, data=payload, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "flowwatch"})
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310  admin-set URL
-        if response.status >= 300:
-            raise urllib.error.URLError(f"webhook answered HTTP {response.status}")
+    post_json(url, {"source": "flowwatch", "events": [e.as_dict() for e in events]})
     MetricEvent.objects.filter(id__in=[e.id for e in events]).update(webhook_at=timezone.now())
     return len(events)
 

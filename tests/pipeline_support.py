@@ -1,0 +1,57 @@
+"""Helpers shared by the pipeline tests (this module holds no test)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import CeleryWorker, subprocess_env
+from tests.support.fake_tenant import FakeTenant
+from workers.queues import QUEUE_NAMES
+
+# Workers read right up to now and cut history into small windows, so tests need not wait.
+PIPELINE_ENV = {"MESSAGELOG_READ_LAG_SECONDS": "0", "MESSAGELOG_BACKFILL_WINDOW_SECONDS": "21600",
+                "STATS_REBUILD_DELAY": "1"}
+
+
+@pytest.fixture
+def fake_tenant():
+    tenant = FakeTenant(page_size=100).start()
+    yield tenant
+    tenant.stop()
+
+
+@pytest.fixture
+def pipeline_worker(django_db_setup):
+    worker = CeleryWorker(QUEUE_NAMES, name="pipeline", env=subprocess_env(**PIPELINE_ENV)).start()
+    yield worker
+    worker.stop()
+
+
+def tenant_row(fake: FakeTenant, **fields):
+    from apps.tenants.models import Tenant
+
+    tenant = Tenant(name=fields.pop("name", "acme"), api_url=fake.url, auth="oauth", token_url=fake.token_url,
+                    client_id=fake.client_id, poll_interval=5, backfill_days=fields.pop("backfill_days", 2), **fields)
+    tenant.set_secret(fake.client_secret)
+    tenant.save()
+    return tenant
+
+
+def history(fake: FakeTenant, count: int, days: float, prefix: str = "old") -> None:
+    """``count`` COMPLETED messages spread over the last ``days`` days."""
+    now = timezone.now()
+    step = timedelta(days=days) / (count + 1)
+    for i in range(count):
+        fake.add(f"{prefix}-{i:05d}", "COMPLETED", now - timedelta(days=days) + step * (i + 1))
+
+
+def poll_now(tenant_id: int) -> None:
+    """Make the tenant due and send one beat tick."""
+    from apps.tenants.models import Tenant
+    from apps.tenants.tasks import periodic_run
+
+    Tenant.objects.filter(id=tenant_id).update(last_poll_at=None)
+    periodic_run.delay()
