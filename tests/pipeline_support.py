@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
@@ -55,3 +58,35 @@ def poll_now(tenant_id: int) -> None:
 
     Tenant.objects.filter(id=tenant_id).update(last_poll_at=None)
     periodic_run.delay()
+
+
+class WebhookRecorder:
+    """A webhook receiver on a free port; ``received`` holds every JSON body posted."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        recorder = self
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802  http.server's spelling
+                recorder.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    recorder = WebhookRecorder()
+    yield recorder
+    recorder.stop()

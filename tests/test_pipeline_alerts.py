@@ -1,0 +1,73 @@
+"""A FAILED message read over real HTTP gets its error text and fires a matching rule exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.alerts.models import Alert, AlertRule
+from apps.alerts.tasks import deliver_alert, evaluate_alerts
+from apps.messagelogs.models import CustomHeader, MessageLog
+from apps.tenants.models import Tenant
+from tests.pipeline_support import fake_tenant, pipeline_worker, poll_now, tenant_row, webhook  # noqa: F401
+from tests.test_metrics_support import wait_for
+
+ERROR = "com.sap.it.rt.adapter.http.api.exception.HttpResponseException: HTTP 500 from CRM"
+
+
+def following(fake) -> Tenant:
+    """A tenant already onboarded: only the last minutes are read."""
+    tenant = tenant_row(fake, backfill_days=0)
+    Tenant.objects.filter(id=tenant.id).update(watermark=timezone.now() - timedelta(minutes=5))
+    return tenant
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_message_gets_its_error_text_and_fires_its_rule_exactly_once(clean_redis, fake_tenant,
+                                                                              pipeline_worker, webhook):
+    rule = AlertRule.objects.create(name="orders failing", statuses="FAILED", iflow_pattern="Order*",
+                                    header_name="Region", header_value="E*", min_count=1, cooldown_minutes=60,
+                                    emails="ops@example.com", webhook_url=webhook.url)
+    tenant = following(fake_tenant)
+    now = timezone.now()
+    fake_tenant.add("f-1", "FAILED", now - timedelta(seconds=20), error=ERROR, headers={"Region": "EMEA"})
+    fake_tenant.add("c-1", "COMPLETED", now - timedelta(seconds=10))
+    fake_tenant.add("f-other", "FAILED", now - timedelta(seconds=5), iflow="Invoices", error="other")
+    poll_now(tenant.id)
+    wait_for(lambda: webhook.received, timeout=60, interval=0.3)
+    [alert] = Alert.objects.all()
+    assert alert.rule == rule and alert.message_count == 1
+    assert alert.messages[0]["guid"] == "f-1" and alert.messages[0]["error"] == ERROR
+    assert webhook.received[0]["alert"]["messages"][0]["error"] == ERROR
+    assert MessageLog.objects.get(guid="f-1").error_text == ERROR
+    assert CustomHeader.objects.get(message__guid="f-1").value == "EMEA"
+    wait_for(lambda: Alert.objects.get(id=alert.id).emailed_at, timeout=30, interval=0.3)
+    assert "messagelog_get_details_alert" in pipeline_worker.log.read_text()
+
+    poll_now(tenant.id)  # the overlap window reads f-1 again
+    wait_for(lambda: MessageLog.objects.get(guid="f-other").details_at, timeout=60, interval=0.3)
+    assert evaluate_alerts.run(tenant.id) == {"fired": []}
+    assert deliver_alert.run(alert.id) == {"emailed": 0, "posted": 0}
+    assert Alert.objects.count() == 1 and len(webhook.received) == 1
+
+
+@pytest.mark.django_db
+def test_a_rule_in_its_cooldown_does_not_fire_again():
+    from apps.alerts.tasks import fire
+    from tests.support.fake_tenant import FakeTenant
+
+    tenant = tenant_row(FakeTenant())
+    rule = AlertRule.objects.create(name="any failure", statuses="FAILED", window_minutes=60,
+                                    cooldown_minutes=30)
+    now = timezone.now()
+    for guid in ("a", "b"):
+        MessageLog.objects.create(tenant=tenant, guid=guid, status="FAILED", log_start=now, log_end=now,
+                                  details_at=now)
+    assert fire(rule, tenant.id, now) is not None
+    MessageLog.objects.create(tenant=tenant, guid="c", status="FAILED", log_start=now, log_end=now, details_at=now)
+    rule.refresh_from_db()
+    assert fire(rule, tenant.id, now + timedelta(minutes=10)) is None
+    assert fire(rule, tenant.id, now + timedelta(minutes=31)) is not None
+    assert [a.message_count for a in Alert.objects.order_by("fired_at")] == [2, 1]
