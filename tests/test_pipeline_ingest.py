@@ -31,6 +31,7 @@ def test_first_start_backfills_the_history_then_follows_new_messages(clean_redis
     poll_now(tenant.id)
     wait_for(lambda: stored() == 1230, timeout=60, interval=0.5)
     assert set(MessageLog.objects.filter(guid__startswith="new-").values_list("status", flat=True)) == {"COMPLETED"}
+    assert fake_tenant.client_secret not in pipeline_worker.log.read_text()
 
 
 @pytest.mark.django_db(transaction=True)
