@@ -71,3 +71,30 @@ def test_a_rule_in_its_cooldown_does_not_fire_again():
     assert fire(rule, tenant.id, now + timedelta(minutes=10)) is None
     assert fire(rule, tenant.id, now + timedelta(minutes=31)) is not None
     assert [a.message_count for a in Alert.objects.order_by("fired_at")] == [2, 1]
+
+
+@pytest.mark.django_db
+def test_the_daily_report_counts_statuses_and_top_failing_iflows_and_is_sent_once(settings, webhook):
+    from apps.alerts.models import DailyReport
+    from apps.alerts.tasks import daily_reports, deliver_report
+    from apps.metrics.models import cMetricSettings
+    from tests.support.fake_tenant import FakeTenant
+
+    settings.ALERTS_DAILY_REPORT_HOUR = 0
+    config = cMetricSettings.load()
+    config.alert_webhook_url = webhook.url
+    config.save()
+    tenant = tenant_row(FakeTenant())
+    now = timezone.now()
+    rows = [("Orders", "FAILED")] * 3 + [("Invoices", "FAILED"), ("Orders", "COMPLETED"), ("Stock", "ESCALATED")]
+    for i, (iflow, status) in enumerate(rows):
+        MessageLog.objects.create(tenant=tenant, guid=f"d-{i}", iflow_name=iflow, status=status,
+                                  log_start=now - timedelta(hours=2), log_end=now - timedelta(hours=2))
+    [report_id] = daily_reports.run()["created"]
+    assert daily_reports.run() == {"created": []}
+    body = DailyReport.objects.get(id=report_id).body
+    assert body["statuses"] == {"COMPLETED": 1, "ESCALATED": 1, "FAILED": 4}
+    assert body["top_failing"][0] == {"iflow": "Orders", "count": 3}
+    assert deliver_report.run(report_id) == {"emailed": 0, "posted": 1}
+    assert deliver_report.run(report_id) == {"emailed": 0, "posted": 0}
+    assert webhook.received[0]["daily_report"]["tenant"] == tenant.name
