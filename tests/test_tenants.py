@@ -104,3 +104,12 @@ def test_a_second_read_of_a_tenant_steps_aside_while_the_first_holds_its_lock(cl
         assert messagelog_read.run(tenant.id) == {"skipped": "another read of this tenant is running"}
     finally:
         lock.release()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["tenants/tenant", "tenants/backfillwindow", "messagelogs/messagelog",
+                                   "messagelogs/correlation", "alerts/alertrule", "alerts/alert",
+                                   "alerts/dailyreport", "archives/archivefile"])
+def test_the_pipeline_models_are_listed_in_the_admin(client, superadmin, model):
+    client.force_login(superadmin)
+    assert client.get(f"/admin/{model}/").status_code == 200
