@@ -232,6 +232,7 @@ BEAT_TABLE = (
     ("metrics-prune-history", "apps.metrics.tasks.prune_history", 6 * 3600),
     ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", 15 * 60),
     ("tenants-periodic-run", "apps.tenants.tasks.periodic_run", 15),
+    ("messagelogs-catch-up-details", "apps.messagelogs.tasks.catch_up_details", 30 * 60),
     ("alerts-evaluate", "apps.alerts.tasks.evaluate_alerts", 60),
     ("alerts-daily-reports", "apps.alerts.tasks.daily_reports", 5 * 60),
     ("archives-messagelogs", "apps.archives.tasks.archive_messagelogs", 3600),

@@ -113,3 +113,23 @@ def test_a_second_read_of_a_tenant_steps_aside_while_the_first_holds_its_lock(cl
 def test_the_pipeline_models_are_listed_in_the_admin(client, superadmin, model):
     client.force_login(superadmin)
     assert client.get(f"/admin/{model}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_lost_backfill_windows_and_missing_details_are_sent_again(clean_redis):
+    from apps.messagelogs.models import MessageLog
+    from apps.messagelogs.tasks import catch_up_details
+    from apps.tenants.models import BackfillWindow
+    from apps.tenants.tasks import resend_lost_windows
+
+    tenant = tenant_row(FakeTenant())
+    now = timezone.now()
+    lost = BackfillWindow.objects.create(tenant=tenant, start=now - timedelta(hours=2), end=now - timedelta(hours=1),
+                                         sent_at=now - timedelta(hours=1))
+    BackfillWindow.objects.create(tenant=tenant, start=now - timedelta(hours=1), end=now, sent_at=now)
+    assert resend_lost_windows(now) == [lost.id]
+    for guid, age in (("recent", timedelta(hours=1)), ("too-old", timedelta(days=2)), ("just-now", timedelta())):
+        message = MessageLog.objects.create(tenant=tenant, guid=guid, status="FAILED", log_start=now, log_end=now)
+        MessageLog.objects.filter(id=message.id).update(updated_at=now - age)
+    assert catch_up_details.run() == {"resent": 1}
+    assert clean_redis.client(0).llen("messagelog_get_details_cold") == 1

@@ -211,17 +211,30 @@ def messagelog_correlations(tenant_id: int, correlation_ids: list[str]) -> dict:
     return {"linked": link_correlations(tenant_id, correlation_ids)}
 
 
-def catch_up_details(older_than_seconds: int = 300, limit: int = 500) -> int:
-    """Queue details for problem messages whose details task was lost (sent by periodic_run)."""
+def missing_details(now, limit: int = 500) -> dict[int, list[int]]:
+    """Problem messages of the last day still without details half an hour after they changed."""
     from apps.messagelogs.models import PROBLEM_STATUSES
 
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    missing = (MessageLog.objects.filter(status__in=PROBLEM_STATUSES, details_at=None, updated_at__lt=cutoff)
-               .values_list("tenant_id", "id")[:limit])
+    rows = (MessageLog.objects.filter(status__in=PROBLEM_STATUSES, details_at=None,
+                                      updated_at__lt=now - timedelta(minutes=30),
+                                      updated_at__gte=now - timedelta(days=1))
+            .values_list("tenant_id", "id")[:limit])
     by_tenant: dict[int, list[int]] = {}
-    for tenant_id, message_id in missing:
+    for tenant_id, message_id in rows:
         by_tenant.setdefault(tenant_id, []).append(message_id)
+    return by_tenant
+
+
+@routed_task("periodic_run", name="apps.messagelogs.tasks.catch_up_details", **RETRIES)
+def catch_up_details() -> dict:
+    """From beat: queue details whose task was lost (a broker restart) or failed at the tenant.
+
+    It looks back one day at most, so a message whose details the tenant
+    never gives is given up on; the window starts half an hour back, so
+    details merely waiting in a busy queue are not sent twice every run.
+    """
+    by_tenant = missing_details(timezone.now())
     for tenant_id, ids in by_tenant.items():
         for chunk in chunks(ids, DETAILS_CHUNK):
-            send_on_commit(messagelog_get_details_cold, tenant_id, chunk)
-    return sum(map(len, by_tenant.values()))
+            messagelog_get_details_cold.delay(tenant_id, chunk)
+    return {"resent": sum(map(len, by_tenant.values()))}

@@ -3,7 +3,7 @@
 Every tick (BEAT_TABLE in config/settings.py) it queues a hot read for each
 enabled tenant whose poll interval elapsed, claiming the tenant with a
 conditional UPDATE so two ticks never queue the same poll; it sends again
-backfill windows whose read was lost, and details that were never fetched.
+backfill windows whose read was lost.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from apps.core.dispatch import send_on_commit
@@ -21,7 +21,7 @@ from workers.routing import routed_task
 logger = logging.getLogger("flowwatch.tenants")
 
 # A backfill window queued this long ago and still not done lost its task.
-WINDOW_RESEND_AFTER = timedelta(minutes=10)
+WINDOW_RESEND_AFTER = timedelta(minutes=30)
 WINDOW_RESEND_LIMIT = 50
 
 
@@ -50,9 +50,10 @@ def resend_lost_windows(now) -> list[int]:
     return stale
 
 
-@routed_task("periodic_run", name="apps.tenants.tasks.periodic_run", ignore_result=True)
+@routed_task("periodic_run", name="apps.tenants.tasks.periodic_run", autoretry_for=(OperationalError,),
+             retry_backoff=True, retry_jitter=True, max_retries=3)
 def periodic_run() -> dict:
-    from apps.messagelogs.tasks import catch_up_details, messagelog_read
+    from apps.messagelogs.tasks import messagelog_read
 
     now = timezone.now()
     with transaction.atomic():
@@ -60,5 +61,4 @@ def periodic_run() -> dict:
         for tenant_id in tenants:
             send_on_commit(messagelog_read, tenant_id)
         windows = resend_lost_windows(now)
-        details = catch_up_details()
-    return {"reads": len(tenants), "windows_resent": len(windows), "details_resent": details}
+    return {"reads": len(tenants), "windows_resent": len(windows)}
