@@ -10,6 +10,7 @@ old page changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.db import transaction
 from django.utils import timezone
@@ -34,12 +35,16 @@ class Upserted:
     tenant_id: int = 0
 
 
+@lru_cache(maxsize=None)
+def _limits() -> dict[str, int | None]:
+    return {name: MessageLog._meta.get_field(name).max_length for name in ("guid", *UPDATED_FIELDS)}
+
+
 def stored_fields(row: dict) -> dict:
     """The row's values the model keeps, text clipped to its column (PostgreSQL enforces lengths)."""
     kept = {}
-    for name in ("guid", *UPDATED_FIELDS):
+    for name, limit in _limits().items():
         value = row.get(name)
-        limit = MessageLog._meta.get_field(name).max_length
         if limit and isinstance(value, str):
             value = value[:limit]
         kept[name] = "" if value is None and limit else value
