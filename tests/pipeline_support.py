@@ -6,17 +6,23 @@ import json
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
 
 from tests.conftest import CeleryWorker, subprocess_env
-from tests.support.fake_tenant import FakeTenant
+from tests.support.fake_tenant import CLIENT_ID, CLIENT_SECRET, FakeTenant
 from workers.queues import QUEUE_NAMES
 
 # Workers read right up to now and cut history into small windows, so tests need not wait.
 PIPELINE_ENV = {"MESSAGELOG_READ_LAG_SECONDS": "0", "MESSAGELOG_BACKFILL_WINDOW_SECONDS": "21600",
                 "STATS_REBUILD_DELAY": "1"}
+
+
+# A tenant row for tests that never call the tenant (port 9: discard, nothing listens).
+OFFLINE = SimpleNamespace(url="http://127.0.0.1:9/api/v1", token_url="http://127.0.0.1:9/oauth/token",
+                          client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 
 
 @pytest.fixture
@@ -28,12 +34,14 @@ def fake_tenant():
 
 @pytest.fixture
 def pipeline_worker(django_db_setup):
-    worker = CeleryWorker(QUEUE_NAMES, name="pipeline", env=subprocess_env(**PIPELINE_ENV)).start()
+    worker = CeleryWorker(QUEUE_NAMES, name="pipeline", env=subprocess_env(**PIPELINE_ENV))
+    worker.log.unlink(missing_ok=True)  # each test reads the log of its own worker only
+    worker.start()
     yield worker
     worker.stop()
 
 
-def tenant_row(fake: FakeTenant, **fields):
+def tenant_row(fake: FakeTenant | SimpleNamespace, **fields):
     from apps.tenants.models import Tenant
 
     tenant = Tenant(name=fields.pop("name", "acme"), api_url=fake.url, auth="oauth", token_url=fake.token_url,

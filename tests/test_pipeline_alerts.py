@@ -11,7 +11,9 @@ from apps.alerts.models import Alert, AlertRule
 from apps.alerts.tasks import deliver_alert, evaluate_alerts
 from apps.messagelogs.models import CustomHeader, MessageLog
 from apps.tenants.models import Tenant
-from tests.pipeline_support import fake_tenant, pipeline_worker, poll_now, tenant_row, webhook  # noqa: F401
+from tests.pipeline_support import (  # noqa: F401  fixtures
+    OFFLINE, fake_tenant, pipeline_worker, poll_now, tenant_row, webhook,
+)
 from tests.test_metrics_support import wait_for
 
 ERROR = "com.sap.it.rt.adapter.http.api.exception.HttpResponseException: HTTP 500 from CRM"
@@ -56,9 +58,8 @@ def test_a_failed_message_gets_its_error_text_and_fires_its_rule_exactly_once(cl
 @pytest.mark.django_db
 def test_a_rule_in_its_cooldown_does_not_fire_again():
     from apps.alerts.tasks import fire
-    from tests.support.fake_tenant import FakeTenant
 
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     rule = AlertRule.objects.create(name="any failure", statuses="FAILED", window_minutes=60,
                                     cooldown_minutes=30)
     now = timezone.now()
@@ -78,13 +79,12 @@ def test_the_daily_report_counts_statuses_and_top_failing_iflows_and_is_sent_onc
     from apps.alerts.models import DailyReport
     from apps.alerts.tasks import daily_reports, deliver_report
     from apps.metrics.models import cMetricSettings
-    from tests.support.fake_tenant import FakeTenant
 
     settings.ALERTS_DAILY_REPORT_HOUR = 0
     config = cMetricSettings.load()
     config.alert_webhook_url = webhook.url
     config.save()
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     now = timezone.now()
     rows = [("Orders", "FAILED")] * 3 + [("Invoices", "FAILED"), ("Orders", "COMPLETED"), ("Stock", "ESCALATED")]
     for i, (iflow, status) in enumerate(rows):

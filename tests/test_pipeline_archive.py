@@ -15,17 +15,17 @@ from apps.archives.archiving import archive_before, read_file
 from apps.archives.models import ArchiveFile
 from apps.archives.tasks import archive_messagelogs
 from apps.messagelogs.models import CustomHeader, MessageLog
-from tests.pipeline_support import tenant_row
-from tests.support.fake_tenant import FakeTenant
+from tests.pipeline_support import OFFLINE, tenant_row
 
 
 @pytest.fixture
 def logs(db):
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     now = timezone.now()
     for i in range(120):
         age = timedelta(days=40) - timedelta(hours=i) if i < 90 else timedelta(days=1)
-        message = MessageLog.objects.create(tenant=tenant, guid=f"m-{i:03d}", status="FAILED" if i % 7 == 0 else "COMPLETED",
+        status = "FAILED" if i % 7 == 0 else "COMPLETED"
+        message = MessageLog.objects.create(tenant=tenant, guid=f"m-{i:03d}", status=status,
                                             log_start=now - age, log_end=now - age, error_text=f"error {i}")
         CustomHeader.objects.create(message=message, name="OrderId", value=str(i))
     return tenant

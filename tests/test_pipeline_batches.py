@@ -8,8 +8,8 @@ import pytest
 
 from apps.messagelogs.ingest import BadPage, process_page
 from apps.messagelogs.models import LogPage, MessageLog
-from tests.pipeline_support import tenant_row
-from tests.support.fake_tenant import FakeTenant, odata_date
+from tests.pipeline_support import OFFLINE, tenant_row
+from tests.support.fake_tenant import odata_date
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 
@@ -29,7 +29,7 @@ def snapshot() -> list[tuple]:
 
 @pytest.fixture
 def tenant(db):
-    return tenant_row(FakeTenant())
+    return tenant_row(OFFLINE)
 
 
 def test_a_page_sent_again_changes_nothing(tenant):

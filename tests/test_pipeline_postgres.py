@@ -69,7 +69,8 @@ def test_a_tenant_is_backfilled_followed_and_updated_on_postgresql(postgres, cle
                           env=subprocess_env(DATABASE_URL=postgres.url, **PIPELINE_ENV)).start()
     try:
         poll(postgres)
-        wait_for(lambda: count(postgres, "SELECT count(*) FROM messagelogs_messagelog") == 600, timeout=90, interval=0.5)
+        wait_for(lambda: count(postgres, "SELECT count(*) FROM messagelogs_messagelog") == 600,
+                 timeout=90, interval=0.5)
         fake_tenant.add("pg-retry", "RETRY", timezone.now() - timedelta(seconds=2), error="timeout")
         poll(postgres)
         wait_for(lambda: count(postgres, "SELECT count(*) FROM messagelogs_messagelog WHERE details_at IS NOT NULL"),

@@ -13,8 +13,8 @@ from django.db import connection
 
 from apps.messagelogs.models import LogPage, MessageLog
 from apps.messagelogs.tasks import messagelog_process_batch
-from tests.pipeline_support import pipeline_worker, tenant_row  # noqa: F401
-from tests.support.fake_tenant import FakeTenant, odata_date
+from tests.pipeline_support import OFFLINE, pipeline_worker, tenant_row  # noqa: F401
+from tests.support.fake_tenant import odata_date
 from tests.test_metrics_support import wait_for
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
@@ -28,7 +28,7 @@ def pool_children(pid: int) -> list[int]:
 def test_a_page_whose_worker_was_killed_mid_batch_is_stored_once_on_redelivery(clean_redis, pipeline_worker):
     if connection.vendor != "sqlite":
         pytest.skip("holds the SQLite write lock to catch the worker inside its transaction")
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     entries = [{"MessageGuid": f"m-{i}", "IntegrationFlowName": "OrderToCash", "Status": "COMPLETED",
                 "LogStart": odata_date(T0 + timedelta(seconds=i)), "LogEnd": odata_date(T0 + timedelta(seconds=i))}
                for i in range(300)]

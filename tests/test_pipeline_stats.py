@@ -11,14 +11,13 @@ from django.utils import timezone
 from apps.messagelogs.models import MessageLog
 from apps.metrics.tasks import rebuild_caches
 from apps.stats.cache import CACHE_KEY
-from tests.pipeline_support import pipeline_worker, tenant_row  # noqa: F401
-from tests.support.fake_tenant import FakeTenant
+from tests.pipeline_support import OFFLINE, pipeline_worker, tenant_row  # noqa: F401
 from tests.test_metrics_support import private_server, wait_for
 
 
 @pytest.fixture
 def messages(db):
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     now = timezone.now()
     rows = [("OrderToCash", "COMPLETED")] * 3 + [("OrderToCash", "FAILED"), ("Invoices", "RETRY")]
     for i, (iflow, status) in enumerate(rows):

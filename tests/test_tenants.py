@@ -14,8 +14,7 @@ from apps.tenants import secrets
 from apps.tenants.models import Tenant
 from apps.tenants.tasks import due_tenants
 from tests.conftest import PASSWORD
-from tests.pipeline_support import tenant_row
-from tests.support.fake_tenant import FakeTenant
+from tests.pipeline_support import OFFLINE, tenant_row
 
 SECRET = "s3cret-pipeline-value"
 FORM = {"name": "prod", "api_url": "https://tenant.example.com/api/v1", "auth": "oauth",
@@ -25,7 +24,7 @@ FORM = {"name": "prod", "api_url": "https://tenant.example.com/api/v1", "auth": 
 
 @pytest.mark.django_db
 def test_the_secret_is_stored_encrypted_and_decrypts_into_the_client_config():
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     stored = Tenant.objects.values_list("secret_encrypted", flat=True).get(id=tenant.id)
     assert SECRET not in stored and stored
     assert Tenant.objects.get(id=tenant.id).client_config().client_secret == SECRET
@@ -56,7 +55,8 @@ def test_a_superadmin_adds_a_tenant_whose_secret_is_never_shown_back(client, sup
     response = client.post("/superadmin/tenants/add/", FORM)
     assert response.status_code == 302
     tenant = Tenant.objects.get(name="prod")
-    for url in ("/superadmin/tenants/", f"/superadmin/tenants/{tenant.id}/", f"/admin/tenants/tenant/{tenant.id}/change/"):
+    for url in ("/superadmin/tenants/", f"/superadmin/tenants/{tenant.id}/",
+                f"/admin/tenants/tenant/{tenant.id}/change/"):
         page = client.get(url).content.decode()
         assert SECRET not in page and tenant.secret_encrypted not in page
 
@@ -84,7 +84,7 @@ def test_oauth_without_a_token_url_or_a_new_tenant_without_a_secret_is_refused(c
 
 @pytest.mark.django_db
 def test_a_tick_claims_each_due_tenant_once_and_skips_disabled_ones():
-    fake = FakeTenant()
+    fake = OFFLINE
     due = tenant_row(fake, name="due")
     tenant_row(fake, name="off", enabled=False)
     recent = tenant_row(fake, name="recent")
@@ -97,7 +97,7 @@ def test_a_tick_claims_each_due_tenant_once_and_skips_disabled_ones():
 
 @pytest.mark.django_db
 def test_a_second_read_of_a_tenant_steps_aside_while_the_first_holds_its_lock(clean_redis):
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     lock = read_lock(f"tenant:{tenant.id}:read")
     assert lock.acquire()
     try:
@@ -122,7 +122,7 @@ def test_lost_backfill_windows_and_missing_details_are_sent_again(clean_redis):
     from apps.tenants.models import BackfillWindow
     from apps.tenants.tasks import resend_lost_windows
 
-    tenant = tenant_row(FakeTenant())
+    tenant = tenant_row(OFFLINE)
     now = timezone.now()
     lost = BackfillWindow.objects.create(tenant=tenant, start=now - timedelta(hours=2), end=now - timedelta(hours=1),
                                          sent_at=now - timedelta(hours=1))

@@ -34,8 +34,8 @@ def store_details(message: MessageLog, client) -> None:
     """Fetch and store the error text and attachment list of one message."""
     text = client.error_text(message.guid) or ""
     attachments = [
-        MessageAttachment(message=message, attachment_id=str(a.get("Id", ""))[:200], name=str(a.get("Name") or "")[:300],
-                          content_type=str(a.get("ContentType") or "")[:100], size=_size(a.get("PayloadSize")),
+        MessageAttachment(message=message, attachment_id=str(a.get("Id", ""))[:200],
+                          name=str(a.get("Name") or "")[:300], content_type=str(a.get("ContentType") or "")[:100], size=_size(a.get("PayloadSize")),
                           timestamp=_odata_time(a.get("TimeStamp")))
         for a in client.attachments(message.guid)
     ]
@@ -48,8 +48,8 @@ def store_details(message: MessageLog, client) -> None:
 
 def store_headers(message: MessageLog, client) -> None:
     """Fetch and store the custom header properties of one message (replacing what was stored)."""
-    headers = [CustomHeader(message=message, header_id=str(h.get("Id") or "")[:200], name=str(h.get("Name") or "")[:200],
-                            value=str(h.get("Value") or ""))
+    headers = [CustomHeader(message=message, header_id=str(h.get("Id") or "")[:200],
+                            name=str(h.get("Name") or "")[:200], value=str(h.get("Value") or ""))
                for h in client.custom_headers(message.guid)]
     with transaction.atomic():
         CustomHeader.objects.filter(message=message).delete()

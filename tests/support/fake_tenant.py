@@ -114,7 +114,8 @@ class FakeTenant:
                     return self._send(200, text.encode(), "text/plain") if text is not None else \
                         self._send(404, b'{"error": {"code": "404", "message": {"value": "none"}}}')
                 if found and found.group(2) == "CustomHeaderProperties":
-                    return self._send(200, json.dumps({"d": {"results": tenant.headers.get(found.group(1), [])}}).encode())
+                    headers = tenant.headers.get(found.group(1), [])
+                    return self._send(200, json.dumps({"d": {"results": headers}}).encode())
                 if found and found.group(2) == "Attachments":
                     return self._send(200, json.dumps({"d": {"results": []}}).encode())
                 self._send(404, b'{"error": {"code": "404", "message": {"value": "unknown path"}}}')
