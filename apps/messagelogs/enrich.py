@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from apps.messagelogs.models import Correlation, CustomHeader, MessageAttachment, MessageLog
@@ -58,17 +58,30 @@ def store_headers(message: MessageLog, client) -> None:
 
 
 def link_correlations(tenant_id: int, correlation_ids: list[str]) -> int:
-    """Link every message of each correlation id to its chain and refresh the chain's figures."""
-    linked = 0
-    for correlation_id in correlation_ids:
-        with transaction.atomic():
-            chain, _ = Correlation.objects.get_or_create(tenant_id=tenant_id, correlation_id=correlation_id)
-            members = MessageLog.objects.filter(tenant_id=tenant_id, correlation_id=correlation_id)
-            members.exclude(chain=chain).update(chain=chain)
-            figures = members.aggregate(count=Count("id"), first=Min("log_start"), last=Max("log_end"))
-            statuses = sorted(set(members.values_list("status", flat=True)))
-            Correlation.objects.filter(id=chain.id).update(
-                message_count=figures["count"], first_log_start=figures["first"], last_log_end=figures["last"],
-                statuses=",".join(statuses)[:200])
-            linked += figures["count"]
-    return linked
+    """Link the messages of each correlation id shared by two or more messages to its chain.
+
+    Set-based, in one short transaction: a few queries per call however many
+    ids it gets, so chains never hold the write lock long against page
+    upserts.  A lone message has no chain until a second one shares its id.
+    """
+    members = MessageLog.objects.filter(tenant_id=tenant_id, correlation_id__in=correlation_ids)
+    figures = {row["correlation_id"]: row for row in members.values("correlation_id").annotate(
+        count=Count("id"), first=Min("log_start"), last=Max("log_end")) if row["count"] > 1}
+    if not figures:
+        return 0
+    statuses: dict[str, set[str]] = {}
+    for correlation_id, status in members.filter(correlation_id__in=figures).values_list(
+            "correlation_id", "status").distinct():
+        statuses.setdefault(correlation_id, set()).add(status)
+    with transaction.atomic():
+        Correlation.objects.bulk_create([Correlation(tenant_id=tenant_id, correlation_id=c) for c in figures],
+                                        ignore_conflicts=True)
+        chains = list(Correlation.objects.filter(tenant_id=tenant_id, correlation_id__in=figures))
+        for chain in chains:
+            row = figures[chain.correlation_id]
+            chain.message_count, chain.first_log_start, chain.last_log_end = row["count"], row["first"], row["last"]
+            chain.statuses = ",".join(sorted(statuses.get(chain.correlation_id, ())))[:200]
+        Correlation.objects.bulk_update(chains, ["message_count", "first_log_start", "last_log_end", "statuses"])
+        chain_of = Correlation.objects.filter(tenant_id=OuterRef("tenant_id"), correlation_id=OuterRef("correlation_id"))
+        members.filter(correlation_id__in=figures).update(chain=Subquery(chain_of.values("id")[:1]))
+    return sum(row["count"] for row in figures.values())
