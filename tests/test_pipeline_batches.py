@@ -76,3 +76,36 @@ def test_problem_messages_and_new_correlation_ids_are_handed_on(tenant):
                                          entry("wait", "RETRY", T0)]))
     assert sorted(MessageLog.objects.get(id=i).guid for i in result.problems) == ["bad", "wait"]
     assert result.correlation_ids == {"corr-1"}
+
+
+def test_messages_sharing_a_correlation_id_are_linked_into_one_chain(tenant):
+    from apps.messagelogs.enrich import link_correlations
+    from apps.messagelogs.models import Correlation
+
+    process_page(stage(tenant, [entry("first", "COMPLETED", T0), entry("second", "FAILED", T0 + timedelta(minutes=1)),
+                                entry("alone", "COMPLETED", T0, CorrelationId="corr-alone")]))
+    assert link_correlations(tenant.id, ["corr-1", "corr-alone"]) == 2
+    chain = Correlation.objects.get(correlation_id="corr-1")
+    assert (chain.message_count, chain.statuses) == (2, "COMPLETED,FAILED")
+    assert chain.last_log_end == T0 + timedelta(minutes=1)
+    assert set(chain.messages.values_list("guid", flat=True)) == {"first", "second"}
+    assert MessageLog.objects.get(guid="alone").chain is None
+    process_page(stage(tenant, [entry("third", "COMPLETED", T0 + timedelta(minutes=2))]))
+    link_correlations(tenant.id, ["corr-1"])
+    assert Correlation.objects.get(id=chain.id).message_count == 3
+
+
+def test_a_message_inserted_by_another_worker_meanwhile_still_gets_the_newer_status(tenant, monkeypatch):
+    from apps.messagelogs import ingest
+
+    process_page(stage(tenant, [entry("m-1", "RETRY", T0)]))
+    real, calls = ingest._stored, []
+
+    def first_look_misses_it(tenant_id, guids):  # as if the other page committed just after our first look
+        calls.append(guids)
+        return {} if len(calls) == 1 else real(tenant_id, guids)
+
+    monkeypatch.setattr(ingest, "_stored", first_look_misses_it)
+    result = process_page(stage(tenant, [entry("m-1", "COMPLETED", T0 + timedelta(minutes=1))]))
+    assert len(result.changed) == 1 and result.created == []
+    assert MessageLog.objects.get(guid="m-1").status == "COMPLETED"

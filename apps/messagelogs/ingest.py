@@ -91,30 +91,50 @@ def process_page(page_id: int) -> Upserted | None:
     return result
 
 
+def _stored(tenant_id: int, guids: list[str]) -> dict[str, MessageLog]:
+    return {m.guid: m for m in MessageLog.objects.filter(tenant_id=tenant_id, guid__in=guids)
+            .only("id", "guid", "status", "log_end")}
+
+
 def upsert(tenant_id: int, rows: list[dict]) -> Upserted:
-    result = Upserted(tenant_id=tenant_id)
-    known = {m.guid: m for m in MessageLog.objects.filter(tenant_id=tenant_id, guid__in=[r["guid"] for r in rows])
-             .only("id", "guid", "status", "log_end")}
+    """Insert the unknown messages, then update those whose stored state is older than the page's.
+
+    The second look happens after the insert: a message another worker
+    inserted meanwhile (PostgreSQL lets two pages with one message commit
+    side by side) is compared like any known one, so its newer state wins
+    whichever page came first.
+    """
+    guids = [r["guid"] for r in rows]
+    known = _stored(tenant_id, guids)
+    fresh = {g for g in guids if g not in known}
+    MessageLog.objects.bulk_create([MessageLog(tenant_id=tenant_id, **r) for r in rows if r["guid"] in fresh],
+                                   batch_size=500, ignore_conflicts=True)
+    stored = _stored(tenant_id, guids) if fresh else known
     now = timezone.now()
-    fresh = [MessageLog(tenant_id=tenant_id, **row) for row in rows if row["guid"] not in known]
-    MessageLog.objects.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
-    changed = []
+    created, changed = [], []
     for row in rows:
-        message = known.get(row["guid"])
-        if message is not None and is_newer(row, message):
+        message = stored[row["guid"]]
+        if is_newer(row, message):
             for name in UPDATED_FIELDS:
                 setattr(message, name, row[name])
             message.updated_at = now
             message.details_at = None  # a new state may carry a new error
-            changed.append(message)
-    MessageLog.objects.bulk_update(changed, [*UPDATED_FIELDS, "updated_at", "details_at"], batch_size=500)
-    ids = dict(MessageLog.objects.filter(tenant_id=tenant_id, guid__in=[m.guid for m in fresh])
-               .values_list("guid", "id")) if fresh else {}
-    result.created = [ids[m.guid] for m in fresh if m.guid in ids]
-    result.changed = [m.id for m in changed]
-    statuses = {r["guid"]: r["status"] for r in rows}
-    guid_of = {**{v: k for k, v in ids.items()}, **{m.id: m.guid for m in changed}}
-    result.problems = [i for i in result.created + result.changed if statuses[guid_of[i]] in PROBLEM_STATUSES]
-    result.correlation_ids = {r["correlation_id"] for r in rows if r["correlation_id"]
-                              and (r["guid"] in ids or r["guid"] in {m.guid for m in changed})}
-    return result
+            changed.append((row, message))
+        elif row["guid"] in fresh:
+            created.append((row, message))
+    MessageLog.objects.bulk_update([m for _, m in changed], [*UPDATED_FIELDS, "updated_at", "details_at"],
+                                   batch_size=500)
+    return summarize(tenant_id, created, changed)
+
+
+def summarize(tenant_id: int, created: list[tuple[dict, MessageLog]],
+              changed: list[tuple[dict, MessageLog]]) -> Upserted:
+    """What the follow-up tasks need: ids of new and changed messages, problems, correlation ids."""
+    touched = created + changed
+    return Upserted(
+        tenant_id=tenant_id,
+        created=[m.id for _, m in created],
+        changed=[m.id for _, m in changed],
+        problems=[m.id for row, m in touched if row["status"] in PROBLEM_STATUSES],
+        correlation_ids={row["correlation_id"] for row, _ in touched if row["correlation_id"]},
+    )
