@@ -98,3 +98,16 @@ def test_the_daily_report_counts_statuses_and_top_failing_iflows_and_is_sent_onc
     assert deliver_report.run(report_id) == {"emailed": 0, "posted": 1}
     assert deliver_report.run(report_id) == {"emailed": 0, "posted": 0}
     assert webhook.received[0]["daily_report"]["tenant"] == tenant.name
+
+
+@pytest.mark.django_db
+def test_a_message_the_tenant_no_longer_has_is_not_waited_for(clean_redis, fake_tenant):
+    from apps.messagelogs.tasks import fetch_details, messagelog_customheaders
+
+    tenant = tenant_row(fake_tenant)
+    now = timezone.now()
+    ghost = MessageLog.objects.create(tenant=tenant, guid="ghost", status="FAILED", log_start=now, log_end=now)
+    assert fetch_details(tenant.id, [ghost.id], "hot") == []
+    assert messagelog_customheaders.run(tenant.id, [ghost.id]) == {"stored": 0}
+    ghost.refresh_from_db()
+    assert ghost.details_at is not None and ghost.headers_at is not None and ghost.error_text == ""

@@ -56,6 +56,17 @@ def _tenant_error(exc: Exception) -> bool:
     return isinstance(exc, TenantError)
 
 
+def _gone(exc: Exception) -> bool:
+    """The tenant no longer has the message (or never had its details): nothing to wait for."""
+    return _tenant_error(exc) and getattr(exc, "status", None) == 404
+
+
+def _give_up(message: MessageLog, field: str, exc: Exception) -> None:
+    logger.info("message %s: the tenant has no %s for it (%s)", message.guid,
+                "details" if field == "details_at" else "headers", exc)
+    MessageLog.objects.filter(id=message.id).update(**{field: timezone.now()})
+
+
 @routed_task("messagelog_read", name="apps.messagelogs.tasks.messagelog_read", **RETRIES)
 def messagelog_read(tenant_id: int) -> dict:
     """One incremental read of a tenant; a second read of the same tenant meanwhile steps aside."""
@@ -159,6 +170,9 @@ def fetch_details(tenant_id: int, message_ids: list[int], lane: str) -> list[int
         except Exception as exc:
             if not _tenant_error(exc):
                 raise
+            if _gone(exc):
+                _give_up(message, "details_at", exc)
+                continue
             logger.warning("tenant %s: details of %s not fetched: %s", tenant.name, message.guid, exc)
             continue
         done.append(message.id)
@@ -200,6 +214,9 @@ def messagelog_customheaders(tenant_id: int, message_ids: list[int]) -> dict:
         except Exception as exc:
             if not _tenant_error(exc):
                 raise
+            if _gone(exc):
+                _give_up(message, "headers_at", exc)
+                continue
             logger.warning("tenant %s: headers of %s not fetched: %s", tenant.name, message.guid, exc)
             continue
         stored += 1

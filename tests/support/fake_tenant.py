@@ -109,6 +109,8 @@ class FakeTenant:
                 found = re.fullmatch(r"MessageProcessingLogs\('([^']+)'\)/(.+)", path)
                 if path == "MessageProcessingLogs":
                     return self._logs(query)
+                if found and found.group(1) not in tenant.messages:
+                    return self._send(404, b'{"error": {"code": "404", "message": {"value": "no such message"}}}')
                 if found and found.group(2) == "ErrorInformation/$value":
                     text = tenant.errors.get(found.group(1))
                     return self._send(200, text.encode(), "text/plain") if text is not None else \
