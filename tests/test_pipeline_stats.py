@@ -55,7 +55,10 @@ def test_stats_appear_and_come_back_after_a_cache_flush(client, clean_redis, sup
 def test_the_controllers_rebuild_of_caches_refills_the_stats(client, clean_redis, superadmin, messages):
     results = rebuild_caches.run(["message_stats"])
     assert [(r["name"], r["ok"]) for r in results] == [("message_stats", True)]
-    assert get_stats(client, superadmin).json()["tenants"][0]["statuses"]["COMPLETED"] == 3
+    tenant = get_stats(client, superadmin).json()["tenants"][0]
+    assert tenant["statuses"]["COMPLETED"] == 3
+    hour = MessageLog.objects.first().log_end.replace(minute=0, second=0, microsecond=0)
+    assert {c["hour"] for c in tenant["counts"]} == {hour.isoformat()}
 
 
 @pytest.mark.django_db
