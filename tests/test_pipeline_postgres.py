@@ -61,7 +61,9 @@ def poll(postgres: PostgresCluster) -> None:
 
 def test_a_tenant_is_backfilled_followed_and_updated_on_postgresql(postgres, clean_redis, fake_tenant):
     manage(postgres, "migrate", "--noinput")
-    history(fake_tenant, 600, days=0.9)
+    history(fake_tenant, 598, days=0.9)
+    for guid in ("chain-a", "chain-b"):
+        fake_tenant.add(guid, "COMPLETED", timezone.now() - timedelta(hours=3), correlation_id="pg-chain")
     manage(postgres, "shell", "-c", CREATE_TENANT.format(url=fake_tenant.url, token_url=fake_tenant.token_url,
                                                          client_id=fake_tenant.client_id,
                                                          secret=fake_tenant.client_secret))
@@ -79,7 +81,11 @@ def test_a_tenant_is_backfilled_followed_and_updated_on_postgresql(postgres, cle
         poll(postgres)
         wait_for(lambda: count(postgres, "SELECT count(*) FROM messagelogs_messagelog "
                                          "WHERE guid = 'pg-retry' AND status = 'COMPLETED'"), timeout=60, interval=0.5)
+        wait_for(lambda: count(postgres, "SELECT max(message_count) FROM messagelogs_correlation "
+                                         "WHERE correlation_id = 'pg-chain'") == 2, timeout=30, interval=0.5)
     finally:
         worker.stop()
     assert count(postgres, "SELECT count(*) FROM messagelogs_messagelog") == 601
     assert count(postgres, "SELECT count(*) FROM messagelogs_logpage") == 0
+    assert count(postgres, "SELECT count(*) FROM messagelogs_messagelog m JOIN messagelogs_correlation c "
+                           "ON m.chain_id = c.id WHERE c.correlation_id = 'pg-chain'") == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, OuterRef, Subquery
 from django.utils import timezone
 
@@ -57,6 +57,17 @@ def store_headers(message: MessageLog, client) -> None:
         MessageLog.objects.filter(id=message.id).update(headers_at=timezone.now())
 
 
+def _update_chains(rows: list[tuple[dict, str, int]]) -> None:
+    """One executemany for the chains' figures (bulk_update's CASE WHEN costs more than the rest)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    table = Correlation._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET message_count = %s, first_log_start = %s, last_log_end = %s, statuses = %s "
+            "WHERE id = %s",
+            [(f["count"], adapt(f["first"]), adapt(f["last"]), text, chain_id) for f, text, chain_id in rows])
+
+
 def link_correlations(tenant_id: int, correlation_ids: list[str]) -> int:
     """Link the messages of each correlation id shared by two or more messages to its chain.
 
@@ -76,12 +87,9 @@ def link_correlations(tenant_id: int, correlation_ids: list[str]) -> int:
     with transaction.atomic():
         Correlation.objects.bulk_create([Correlation(tenant_id=tenant_id, correlation_id=c) for c in figures],
                                         ignore_conflicts=True)
-        chains = list(Correlation.objects.filter(tenant_id=tenant_id, correlation_id__in=figures))
-        for chain in chains:
-            row = figures[chain.correlation_id]
-            chain.message_count, chain.first_log_start, chain.last_log_end = row["count"], row["first"], row["last"]
-            chain.statuses = ",".join(sorted(statuses.get(chain.correlation_id, ())))[:200]
-        Correlation.objects.bulk_update(chains, ["message_count", "first_log_start", "last_log_end", "statuses"])
+        chains = Correlation.objects.filter(tenant_id=tenant_id, correlation_id__in=figures)
+        _update_chains([(figures[c], ",".join(sorted(statuses.get(c, ())))[:200], chain_id)
+                        for c, chain_id in chains.values_list("correlation_id", "id")])
         chain_of = Correlation.objects.filter(tenant_id=OuterRef("tenant_id"), correlation_id=OuterRef("correlation_id"))
         members.filter(correlation_id__in=figures).update(chain=Subquery(chain_of.values("id")[:1]))
     return sum(row["count"] for row in figures.values())
