@@ -35,7 +35,8 @@ def store_details(message: MessageLog, client) -> None:
     text = client.error_text(message.guid) or ""
     attachments = [
         MessageAttachment(message=message, attachment_id=str(a.get("Id", ""))[:200],
-                          name=str(a.get("Name") or "")[:300], content_type=str(a.get("ContentType") or "")[:100], size=_size(a.get("PayloadSize")),
+                          name=str(a.get("Name") or "")[:300], content_type=str(a.get("ContentType") or "")[:100],
+                          size=_size(a.get("PayloadSize")),
                           timestamp=_odata_time(a.get("TimeStamp")))
         for a in client.attachments(message.guid)
     ]
@@ -90,6 +91,7 @@ def link_correlations(tenant_id: int, correlation_ids: list[str]) -> int:
         chains = Correlation.objects.filter(tenant_id=tenant_id, correlation_id__in=figures)
         _update_chains([(figures[c], ",".join(sorted(statuses.get(c, ())))[:200], chain_id)
                         for c, chain_id in chains.values_list("correlation_id", "id")])
-        chain_of = Correlation.objects.filter(tenant_id=OuterRef("tenant_id"), correlation_id=OuterRef("correlation_id"))
+        chain_of = Correlation.objects.filter(tenant_id=OuterRef("tenant_id"),
+                                              correlation_id=OuterRef("correlation_id"))
         members.filter(correlation_id__in=figures).update(chain=Subquery(chain_of.values("id")[:1]))
     return sum(row["count"] for row in figures.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.messagelogs.models import PROBLEM_STATUSES, LogPage, MessageLog
@@ -91,6 +91,28 @@ def process_page(page_id: int) -> Upserted | None:
     return result
 
 
+INSERTED = ("guid", *UPDATED_FIELDS, "error_text", "first_seen_at", "updated_at")
+
+
+def insert_new(tenant_id: int, rows: list[dict]) -> None:
+    """INSERT the rows, skipping any (tenant, guid) stored meanwhile, in one executemany.
+
+    What bulk_create(ignore_conflicts=True) does, without building each row's
+    SQL in Python: that was half the time of storing a page.
+    """
+    if not rows:
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    columns = ", ".join(("tenant_id", *INSERTED))
+    marks = ", ".join(["%s"] * (len(INSERTED) + 1))
+    values = [(tenant_id, r["guid"], *(adapt(r[n]) if n in ("log_start", "log_end") else r[n] for n in UPDATED_FIELDS),
+               "", now, now) for r in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {MessageLog._meta.db_table} ({columns}) VALUES ({marks}) "
+                           "ON CONFLICT DO NOTHING", values)
+
+
 def _stored(tenant_id: int, guids: list[str]) -> dict[str, MessageLog]:
     return {m.guid: m for m in MessageLog.objects.filter(tenant_id=tenant_id, guid__in=guids)
             .only("id", "guid", "status", "log_end")}
@@ -107,8 +129,7 @@ def upsert(tenant_id: int, rows: list[dict]) -> Upserted:
     guids = [r["guid"] for r in rows]
     known = _stored(tenant_id, guids)
     fresh = {g for g in guids if g not in known}
-    MessageLog.objects.bulk_create([MessageLog(tenant_id=tenant_id, **r) for r in rows if r["guid"] in fresh],
-                                   batch_size=500, ignore_conflicts=True)
+    insert_new(tenant_id, [r for r in rows if r["guid"] in fresh])
     stored = _stored(tenant_id, guids) if fresh else known
     now = timezone.now()
     created, changed = [], []
