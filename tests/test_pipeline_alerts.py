@@ -111,3 +111,14 @@ def test_a_message_the_tenant_no_longer_has_is_not_waited_for(clean_redis, fake_
     assert messagelog_customheaders.run(tenant.id, [ghost.id]) == {"stored": 0}
     ghost.refresh_from_db()
     assert ghost.details_at is not None and ghost.headers_at is not None and ghost.error_text == ""
+
+
+@pytest.mark.django_db
+def test_a_rule_with_an_unknown_status_is_refused_naming_it(client, superadmin):
+    client.force_login(superadmin)
+    response = client.post("/admin/alerts/alertrule/add/", {
+        "name": "typo", "statuses": "FAILED,FAILD", "iflow_pattern": "*", "header_value": "*", "min_count": 1,
+        "window_minutes": 15, "cooldown_minutes": 60, "enabled": "on"})
+    assert response.status_code == 200
+    assert "Unknown status FAILD" in response.content.decode()
+    assert not AlertRule.objects.exists()

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from apps.alerts.models import Alert, AlertRule, DailyReport
 
@@ -9,6 +10,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
                     "cooldown_minutes", "enabled", "last_fired_at")
     list_filter = ("enabled", "tenant")
     readonly_fields = ("last_fired_at",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Alert)

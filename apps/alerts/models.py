@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from apps.messagelogs.models import MessageLog
+from apps.messagelogs.models import STATUSES, MessageLog
 from apps.metrics.models import split_emails
 from apps.tenants.models import Tenant
 
@@ -42,6 +43,16 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        unknown = sorted(self.status_set - set(STATUSES))
+        if not self.status_set:
+            raise ValidationError({"statuses": "Name at least one status, e.g. FAILED."})
+        if unknown:
+            raise ValidationError({"statuses": f"Unknown status {', '.join(unknown)}; "
+                                               f"the statuses are {', '.join(STATUSES)}."})
+        if self.header_name and not self.header_value:
+            self.header_value = "*"
 
     @property
     def status_set(self) -> set[str]:
