@@ -59,6 +59,7 @@ class Variable:
     example: str = ""
     default_text: str = ""
     minimum: int | None = None
+    maximum: int | None = None
     from_file: bool = False  # NAME_FILE=/path may give the value instead
     choices: tuple[str, ...] = ()
 
@@ -67,7 +68,9 @@ class Variable:
         text = TYPES[self.kind]
         if self.kind == "choice":
             text += " " + ", ".join(f"`{choice}`" for choice in self.choices)
-        if self.minimum is not None:
+        if self.minimum is not None and self.maximum is not None:
+            text += f", {self.minimum} to {self.maximum}"
+        elif self.minimum is not None:
             text += f", at least {self.minimum}"
         return text
 
@@ -224,6 +227,26 @@ SCHEMA: tuple[Variable, ...] = (
              "`EMAIL_USE_TLS`.", "`true`"),
     Variable("DEFAULT_FROM_EMAIL", "str", "flowwatch@localhost", "email", _BOOT_DJANGO, "Sender address.",
              "`flowwatch@example.com`"),
+    # --- the message pipeline (docs/pipeline.md) --------------------------------------
+    Variable("MESSAGELOG_OVERLAP_SECONDS", "int", 120, "pipeline", _BOOT_DJANGO,
+             "Hot reads start this long before the watermark, to see late status changes.", "`300`", minimum=0),
+    Variable("MESSAGELOG_READ_LAG_SECONDS", "int", 5, "pipeline", _BOOT_DJANGO,
+             "Hot reads stop this long before now.", "`30`", minimum=0),
+    Variable("MESSAGELOG_HOT_MAX_SECONDS", "int", 3600, "pipeline", _BOOT_DJANGO,
+             "A watermark further back is a gap, filled by cold backfill.", "`7200`", minimum=60),
+    Variable("MESSAGELOG_BACKFILL_WINDOW_SECONDS", "int", 3600, "pipeline", _BOOT_DJANGO,
+             "Span of one backfill window.", "`900`", minimum=60),
+    Variable("MESSAGELOG_RETENTION_DAYS", "int", 30, "pipeline", _BOOT_DJANGO,
+             "Message logs older than this move to `VAR_DIR/archives/`.", "`90`", minimum=1),
+    Variable("STATS_HOURS", "int", 24, "pipeline", _BOOT_DJANGO, "Hours `/api/stats/` covers.", "`48`", minimum=1),
+    Variable("STATS_REBUILD_DELAY", "int", 10, "pipeline", _BOOT_DJANGO,
+             "At most one statistics rebuild per this many seconds of ingest.", "`30`", minimum=1),
+    Variable("ALERTS_DAILY_REPORT_HOUR", "int", 7, "pipeline", _BOOT_DJANGO,
+             "UTC hour from which each tenant's daily report is sent.", "`6`", minimum=0, maximum=23),
+    Variable("TENANT_SECRETS_KEY", "secret", "", "pipeline", _BOOT_DJANGO,
+             "Fernet key that encrypts tenant secrets; set one key on every host when hosts share no VAR_DIR.",
+             "`TENANT_SECRETS_KEY_FILE=/run/secrets/fernet`",
+             default_text="empty: generated once into `VAR_DIR/tenant-secrets.key`", from_file=True),
 )
 
 BY_NAME: dict[str, Variable] = {variable.name: variable for variable in SCHEMA}
@@ -249,7 +272,10 @@ def _parse(variable: Variable, raw: str) -> Value:
     if kind == "bool":
         return env_bool(name, False, {name: raw})
     if kind == "int":
-        return env_int(name, 0, {name: raw}, minimum=variable.minimum)
+        number = env_int(name, 0, {name: raw}, minimum=variable.minimum)
+        if variable.maximum is not None and number > variable.maximum:
+            raise EnvError(f"{name}={number} is more than {variable.maximum}")
+        return number
     if kind == "port":
         try:
             return parse_port(name, raw, 0)

@@ -39,6 +39,11 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.metrics",
     "apps.dashboard",
+    "apps.tenants",
+    "apps.messagelogs",
+    "apps.alerts",
+    "apps.stats",
+    "apps.archives",
 ]
 
 MIDDLEWARE = [
@@ -251,9 +256,30 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 BEAT_TABLE = (
     ("metrics-prune-history", "apps.metrics.tasks.prune_history", 6 * 3600),
     ("metrics-rebuild-caches", "apps.metrics.tasks.rebuild_caches", 15 * 60),
+    ("tenants-periodic-run", "apps.tenants.tasks.periodic_run", 15),
+    ("messagelogs-catch-up-details", "apps.messagelogs.tasks.catch_up_details", 30 * 60),
+    ("alerts-evaluate", "apps.alerts.tasks.evaluate_alerts", 60),
+    ("alerts-daily-reports", "apps.alerts.tasks.daily_reports", 5 * 60),
+    ("archives-messagelogs", "apps.archives.tasks.archive_messagelogs", 3600),
 )
 CELERY_BEAT_SCHEDULE = {
     name: {"task": task, "schedule": float(period), "options": {"expires": period * 0.9}}
     for name, task, period in BEAT_TABLE
 }
 # --- end of apps.metrics settings ---------------------------------------------------
+
+# --- the message pipeline: tenants, message logs, alerts, stats, archives (docs/pipeline.md) ---
+# Hot reads re-read this many seconds before the watermark (late status changes)...
+MESSAGELOG_OVERLAP_SECONDS = value("MESSAGELOG_OVERLAP_SECONDS")
+# ...and stop this many seconds before now, so the tenant has finished writing.
+MESSAGELOG_READ_LAG_SECONDS = value("MESSAGELOG_READ_LAG_SECONDS")
+# A watermark further back than this is a gap: the older part is backfilled cold.
+MESSAGELOG_HOT_MAX_SECONDS = value("MESSAGELOG_HOT_MAX_SECONDS")
+MESSAGELOG_BACKFILL_WINDOW_SECONDS = value("MESSAGELOG_BACKFILL_WINDOW_SECONDS")
+MESSAGELOG_RETENTION_DAYS = value("MESSAGELOG_RETENTION_DAYS")
+ARCHIVE_DIR = VAR_DIR / "archives"
+STATS_HOURS = value("STATS_HOURS")
+STATS_REBUILD_DELAY = value("STATS_REBUILD_DELAY")
+ALERTS_DAILY_REPORT_HOUR = value("ALERTS_DAILY_REPORT_HOUR")
+# Empty: the key generated once into VAR_DIR/tenant-secrets.key (apps/tenants/secrets.py).
+TENANT_SECRETS_KEY = value("TENANT_SECRETS_KEY")

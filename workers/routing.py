@@ -137,3 +137,4 @@ def stamp_sent_at(headers: dict | None = None, **_: Any) -> None:
     """Stamp the send time into the headers: the controller ages queues by it."""
     if headers is not None:
         headers.setdefault(SENT_AT_HEADER, time.time())
+

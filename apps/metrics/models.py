@@ -10,10 +10,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.utils import timezone
 
+from apps.core.delivery import is_webhook_url
 from workers.queues import QUEUE_NAMES
 
 OK, WARN, CRITICAL = "ok", "warn", "critical"
-WEBHOOK_SCHEMES = ("http://", "https://")
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
 # The defaults of docs/metrics.md; the data migration 0002 writes exactly these.
@@ -112,11 +112,6 @@ class cMetricSettings(models.Model):  # noqa: N801  the name operators know it b
     @property
     def emails(self) -> list[str]:
         return split_emails(self.alert_emails or "")
-
-
-def is_webhook_url(url: str) -> bool:
-    """Alerts are POSTed over HTTP(S) only: urllib would also open ftp:// or file:// URLs."""
-    return url.lower().startswith(WEBHOOK_SCHEMES)
 
 
 def _is_email(address: str) -> bool:

@@ -11,29 +11,20 @@ queues are declared in workers/queues.py.
 
 from __future__ import annotations
 
-import json
 import logging
-import smtplib
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import DatabaseError
 from django.utils import timezone
 
+from apps.core.delivery import DELIVERY_ERRORS, post_json, send_email
 from apps.metrics.counters import count_alerts
-from apps.metrics.models import (CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings,
-                                 is_webhook_url)
+from apps.metrics.models import CRITICAL, MetricEvent, QueueSample, RedisSample, cMetricSettings
 from workers.rebuild import run_rebuilders
 from workers.routing import routed_task
 
 logger = logging.getLogger("flowwatch.metrics")
-
-WEBHOOK_TIMEOUT = 10
-DELIVERY_ERRORS = (smtplib.SMTPException, urllib.error.URLError, OSError)
 
 
 @routed_task("trigger_alerts", autoretry_for=DELIVERY_ERRORS, retry_backoff=True, retry_backoff_max=600,
@@ -86,7 +77,7 @@ def _email(recipients: list[str], events: list[MetricEvent]) -> int:
     if len(events) > 1:
         subject += f" (+{len(events) - 1} more)"
     body = "\n".join(f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.subject}: {e.message}" for e in events)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+    send_email(recipients, subject, body)
     MetricEvent.objects.filter(id__in=[e.id for e in events]).update(emailed_at=timezone.now())
     return len(events)
 
@@ -94,16 +85,9 @@ def _email(recipients: list[str], events: list[MetricEvent]) -> int:
 def _webhook(url: str, events: list[MetricEvent]) -> int:
     if not url or not events:
         return 0
-    if not is_webhook_url(url):  # a row written around the form's validation (shell, script)
-        raise urllib.error.URLError("the alert webhook URL is not http:// or https://")
     key = idempotency_key(events)
-    payload = json.dumps({"source": "flowwatch", "idempotency_key": key,
-                          "events": [e.as_dict() for e in events]}).encode()
-    request = urllib.request.Request(url, data=payload, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "flowwatch", "Idempotency-Key": key})
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310  admin-set URL
-        if response.status >= 300:
-            raise urllib.error.URLError(f"webhook answered HTTP {response.status}")
+    post_json(url, {"source": "flowwatch", "idempotency_key": key, "events": [e.as_dict() for e in events]},
+              idempotency_key=key)
     MetricEvent.objects.filter(id__in=[e.id for e in events]).update(webhook_at=timezone.now())
     return len(events)
 

@@ -1,0 +1,207 @@
+"""Benchmark: message logs from the simulator to the database, through the real queue families.
+
+Run by hand, never by the test suite (it asserts nothing about time):
+
+    .venv/bin/python bench/bench_ingest.py [--messages 100000] [--rate 1000] [--follow 30]
+                                           [--concurrency 2] [--window 600]
+
+It starts, each on a free loopback port and in a temporary VAR_DIR (SQLite):
+a private redis-server, ``python -m simulator`` holding about ``--messages``
+messages of history at ``--rate`` messages per minute, one ``celery worker``
+per worker group of workers/queues.py (``--concurrency`` processes each) and
+``celery beat``; then registers the simulator as a tenant, so the first beat
+tick onboards it. It prints
+
+* backfill — messages stored / seconds from the first tick until every
+  backfill window is read and every staged page stored;
+* details  — seconds until every FAILED, ESCALATED and RETRY message has its
+  error text and attachments;
+* follow   — messages stored per second over ``--follow`` seconds of live
+  traffic, beside the simulator's live rate;
+* serving  — the simulator's own rate for the same history read raw (httpx,
+  one connection, pages of 1000): the ceiling of any reader;
+* CPU seconds per process (simulator, each worker group, beat, Redis):
+  where the time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.servers import RedisServer, free_port, stop_group  # noqa: E402
+from workers.queues import worker_groups  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-secret"
+CREATE_TENANT = (
+    "from apps.tenants.models import Tenant; "
+    "t = Tenant(name='simulator', api_url='{url}', auth='oauth', token_url='{token}', client_id='{user}', "
+    "poll_interval=5, backfill_days={days}); t.set_secret('{password}'); t.save()"
+)
+
+
+def clock_ticks(pid: int) -> float:
+    """CPU seconds of a process and its reaped children (utime, stime, cutime, cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its live descendants."""
+    total = clock_ticks(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        total += sum(tree_cpu(int(child)) for child in children.read_text().split())
+    return total
+
+
+class Stack:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.var = Path(tempfile.mkdtemp(prefix="fw-bench-ingest-"))
+        self.redis = RedisServer()
+        self.sim_port = free_port()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.history_days = args.messages / args.rate / 1440
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "VAR_DIR": str(self.var), "REDIS_LOCAL": "false",
+                "REDIS_LOCAL_PORT": str(self.redis.port), "DJANGO_SETTINGS_MODULE": "config.settings",
+                "MESSAGELOG_BACKFILL_WINDOW_SECONDS": str(self.args.window), "LOG_LEVEL": "WARNING"}
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.var / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env or self.env, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self) -> None:
+        self.redis.start()
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
+        self.spawn("simulator", [sys.executable, "-m", "simulator"], {
+            **self.env, "SIMULATOR_HOST": "127.0.0.1", "SIMULATOR_PORT": str(self.sim_port),
+            "SIMULATOR_MESSAGES_PER_MINUTE": str(self.args.rate), "SIMULATOR_HISTORY_DAYS": f"{self.history_days:.6f}",
+            "SIMULATOR_RATE_LIMIT": "0", "SIMULATOR_CLIENT_ID": USER, "SIMULATOR_CLIENT_SECRET": PASSWORD})
+        for group, queues in worker_groups().items():
+            self.spawn(f"worker-{group}", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
+                                           ",".join(queues), "-n", f"{group}@%h", "-c", str(self.args.concurrency),
+                                           "--without-mingle", "--without-gossip", "-l", "WARNING"])
+        self.wait_for_simulator()
+        base = f"http://127.0.0.1:{self.sim_port}"
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", CREATE_TENANT.format(
+            url=f"{base}/api/v1", token=f"{base}/oauth/token", user=USER, password=PASSWORD,
+            days=max(1, int(self.history_days) + 1))], cwd=ROOT, env=self.env, check=True, capture_output=True)
+        time.sleep(5)  # the workers connect before the first tick
+        self.spawn("beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "WARNING",
+                            "-s", str(self.var / "beat-schedule")])
+
+    def wait_for_simulator(self) -> None:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.sim_port}/_sim/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the simulator did not start")
+
+    def query(self, sql: str) -> int:
+        with sqlite3.connect(f"file:{self.var / 'flowwatch.sqlite3'}?mode=ro", uri=True, timeout=30) as db:
+            return db.execute(sql).fetchone()[0] or 0
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_group(process, timeout=30)
+        self.redis.close()
+
+
+def wait(condition, timeout: float, label: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"{label} not reached within {timeout} s")
+
+
+def serving_rate(stack: Stack) -> tuple[int, float]:
+    """Entries and seconds for a raw paged read of the history (one kept connection)."""
+    base = f"http://127.0.0.1:{stack.sim_port}"
+    with httpx.Client(timeout=60) as client:
+        token = client.post(f"{base}/oauth/token?grant_type=client_credentials", auth=(USER, PASSWORD)).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"}
+        start = (datetime.now(timezone.utc) - timedelta(days=stack.history_days + 0.01)).strftime("%Y-%m-%dT%H:%M:%S")
+        url = f"{base}/api/v1/MessageProcessingLogs?$filter=LogEnd ge datetime'{start}'&$orderby=LogEnd&$top=1000"
+        entries, began = 0, time.monotonic()
+        while url:
+            body = client.get(url, headers=headers).json()["d"]
+            entries += len(body["results"])
+            url = body.get("__next") and httpx.URL(f"{base}/api/v1/").join(body["__next"])
+        return entries, time.monotonic() - began
+
+
+def run(stack: Stack, args: argparse.Namespace) -> None:
+    stored = "SELECT count(*) FROM messagelogs_messagelog"
+    began = time.monotonic()
+    stack.start()
+    ticked = time.monotonic()
+    wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow") > 0, 120, "onboarding")
+    wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow WHERE done_at IS NULL") == 0
+         and stack.query("SELECT count(*) FROM messagelogs_logpage WHERE error = ''") == 0, 1800, "backfill")
+    backfill_seconds, backfilled = time.monotonic() - ticked, stack.query(stored)
+    print(f"backfill  {backfilled} messages in {backfill_seconds:.1f} s: {backfilled / backfill_seconds:.0f} messages/s")
+    missing = ("SELECT count(*) FROM messagelogs_messagelog WHERE status IN ('FAILED', 'ESCALATED', 'RETRY') "
+               "AND details_at IS NULL")
+    details = wait(lambda: stack.query(missing) == 0, 1800, "details")
+    problems = stack.query("SELECT count(*) FROM messagelogs_messagelog WHERE status IN ('FAILED', 'ESCALATED', 'RETRY')")
+    print(f"details   {problems} problem messages complete {details:.1f} s after the backfill")
+    before, follow_start = stack.query(stored), time.monotonic()
+    time.sleep(args.follow)
+    followed = stack.query(stored) - before
+    print(f"follow    {followed / (time.monotonic() - follow_start):.1f} messages/s stored while following "
+          f"(the simulator writes {args.rate / 60:.1f}/s; polls every 15 s, so this lags by up to one tick)")
+    entries, seconds = serving_rate(stack)
+    print(f"serving   {entries / seconds:.0f} messages/s: the simulator's raw rate for {entries} messages "
+          f"(backfill reached {backfilled / backfill_seconds / (entries / seconds):.2f} of it)")
+    print(f"CPU seconds after {time.monotonic() - began:.0f} s wall clock:")
+    for name, process in sorted(stack.processes.items()):
+        print(f"  {name:<18} {tree_cpu(process.pid):7.1f}")
+    print(f"  {'redis':<18} {tree_cpu(stack.redis.process.pid):7.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=1000, help="simulator messages per minute")
+    parser.add_argument("--follow", type=float, default=30.0, help="seconds of live following to measure")
+    parser.add_argument("--concurrency", type=int, default=2, help="processes per worker group")
+    parser.add_argument("--window", type=int, default=600, help="MESSAGELOG_BACKFILL_WINDOW_SECONDS")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    # A TERM (a timeout, Ctrl-C from a wrapper) still stops every process started here.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stack = Stack(args)
+    try:
+        run(stack, args)
+    finally:
+        stack.stop()
+        print(f"logs and database left in {stack.var}")
+
+
+if __name__ == "__main__":
+    main()
