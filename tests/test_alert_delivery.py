@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from apps.core import delivery
 from apps.metrics import tasks
 from apps.metrics.models import MetricEvent, cMetricSettings
 
@@ -58,7 +59,7 @@ def events_for(url: str, count: int) -> list[MetricEvent]:
 def test_a_redelivered_alert_carries_the_same_key_in_header_and_body(receiver, monkeypatch):
     events = events_for(receiver, 2)
     ids = [event.id for event in events]
-    monkeypatch.setattr(tasks, "WEBHOOK_TIMEOUT", 0.5)
+    monkeypatch.setattr(delivery, "WEBHOOK_TIMEOUT", 0.5)
     Receiver.slow_first.set()
     with pytest.raises(OSError):  # timed out: not stamped, so the retry sends it again
         tasks.trigger_alerts.run(ids)

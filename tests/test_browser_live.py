@@ -11,6 +11,7 @@ import pytest
 
 from tests.test_browser_support import chromium  # noqa: F401  (a fixture)
 from tests.test_browser_support import Controller, WebServer, open_page, wait_for_indicator
+from tests.test_metrics_support import wait_for
 from tests.test_ws_hold import INTERVAL
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
@@ -58,7 +59,9 @@ def test_an_open_page_stays_live_on_one_websocket_across_several_ticks(stack, ch
     try:
         wait_for_indicator(page, "live")
         page.evaluate(RECORD_PAGE)
-        page.wait_for_function(f"window.collectedSeen.length >= {SNAPSHOTS_SHOWN}", timeout=HOLD_TIMEOUT_MS)
+        # Polled from here: the page's CSP forbids the eval that wait_for_function's in-page polling uses.
+        wait_for(lambda: page.evaluate("window.collectedSeen.length") >= SNAPSHOTS_SHOWN,
+                 timeout=HOLD_TIMEOUT_MS / 1000, interval=0.25)
         seen = page.evaluate("window.indicatorSeen")
         assert seen and set(seen) == {"live live"}, seen
         assert page.get_attribute("#live-indicator", "data-state") == "live"

@@ -57,7 +57,8 @@ def test_the_periodic_jobs_table_is_beat_s_schedule_with_each_job_s_queue():
 
     routed = {task: queue for queue, tasks in routed_tasks().items() for task in tasks}
     for name, task, seconds in settings.BEAT_TABLE:
-        every = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+        every = (f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min" if seconds % 60 == 0
+                 else f"{seconds} s")
         assert f"| `{name}` | `{task}` | {every} | `{routed[task]}` |" in DOC, name
 
 

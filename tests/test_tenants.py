@@ -45,7 +45,7 @@ def test_the_installation_key_lives_in_var_dir():
 @pytest.mark.django_db
 def test_anonymous_users_are_sent_to_log_in_and_staff_are_refused(client, staff):
     assert client.get("/superadmin/tenants/").status_code == 302
-    client.login(username="staff", password=PASSWORD)
+    client.force_login(staff)
     assert client.get("/superadmin/tenants/").status_code == 403
 
 
