@@ -163,11 +163,12 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
     now = time.time() if now is None else now
     minute = int(now // 60)
     lists, spans = _lists(keys, queues)
+    steps = _steps(keys)
     (lengths, stamps), rest = _execute(client, keys, lists, minute, _list_reads(client))
     unacked, oldest, workers, this_minute, last_minute, total, info, save = rest
     heartbeats, unreadable = _workers(workers, keys.workers)
     return BrokerReading(
-        queues={q: _queue_reading(q, keys, lengths[a:b], stamps[a:b]) for q, (a, b) in zip(queues, spans)},
+        queues={q: _queue_reading(q, steps, lengths[a:b], stamps[a:b]) for q, (a, b) in zip(queues, spans)},
         unacked_count=unacked if isinstance(unacked, int) else 0,
         unacked_oldest_at=float(oldest[0][1]) if isinstance(oldest, list) and oldest else None,
         workers=heartbeats,
@@ -232,11 +233,15 @@ def _execute(client: redis.Redis, keys: BrokerKeys, lists: tuple[str, ...], minu
     return reads.parse(replies[:count], lists, scripted), replies[count:]
 
 
-def _queue_reading(queue: str, keys: BrokerKeys, lengths: list[int], tails: list[float | None]) -> QueueReading:
-    steps = list(dict.fromkeys(keys.priority_steps))
-    by_priority = dict(zip(steps, lengths))
+@functools.lru_cache(maxsize=8)
+def _steps(keys: BrokerKeys) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(keys.priority_steps))
+
+
+def _queue_reading(queue: str, steps: tuple[int, ...], lengths: list[int],
+                   tails: list[float | None]) -> QueueReading:
     stamps = [t for t, n in zip(tails, lengths) if t is not None and n]
-    return QueueReading(queue, sum(lengths), by_priority, min(stamps) if stamps else None)
+    return QueueReading(queue, sum(lengths), dict(zip(steps, lengths)), min(stamps) if stamps else None)
 
 
 def read_server(client: redis.Redis, server: tuple[str, int], roles: list[str]) -> ServerReading:
