@@ -45,6 +45,42 @@ FAMILIES: tuple[Family, ...] = tuple(
     )
 )
 
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    name: str
+    pool: str  # Celery's --pool for its worker: "threads" or "prefork"
+    why: str
+
+
+# Each group's pool fits its work (docs/queues.md, "Worker groups"; the cost
+# of each is measured in docs/performance.md).  threads: one process whose
+# tasks wait on the tenant API, SMTP or the database side by side;
+# prefork: a process per task, for CPU work, isolation and hard time limits.
+GROUPS: tuple[WorkerGroup, ...] = (
+    WorkerGroup("hot", "threads", "tenant API reads and upserts: waiting on HTTP and the database"),
+    WorkerGroup("cold", "threads", "the same for backfill"),
+    WorkerGroup("alert", "threads", "alert details, notifications and beat fan-outs: waiting on HTTP and SMTP"),
+    WorkerGroup("enrich", "threads", "correlations, headers, payloads: small reads and writes"),
+    WorkerGroup("background", "prefork", "statistics, archives, AI and downloads: CPU work and memory that "
+                "should run in parallel and be handed back by a process that ends"),
+)
+POOLS = ("threads", "prefork")
+BY_GROUP: dict[str, WorkerGroup] = {g.name: g for g in GROUPS}
+
+
+def _check_groups() -> None:
+    """Every family's group is declared once with a pool Celery knows: a typo fails at import."""
+    undeclared = sorted({f.group for f in FAMILIES} - set(BY_GROUP))
+    unknown = [g.name for g in GROUPS if g.pool not in POOLS]
+    if undeclared or unknown or len(BY_GROUP) != len(GROUPS):
+        raise ValueError(f"workers/queues.py: groups without a declaration {undeclared}, "
+                         f"pools not in {POOLS} {unknown}, or a group declared twice")
+
+
+_check_groups()
+
 QUEUE_NAMES: tuple[str, ...] = tuple(f.queue for f in FAMILIES)
 BY_QUEUE: dict[str, Family] = {f.queue: f for f in FAMILIES}
 
