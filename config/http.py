@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
@@ -33,7 +34,8 @@ class SyncChainHandler(ASGIHandler):
     """An ASGI app for HTTP whose middleware chain and view run as one sync call."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # BaseHandler's, not ASGIHandler's: that one would first build the chain in async mode.
+        BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
