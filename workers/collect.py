@@ -240,8 +240,8 @@ def _steps(keys: BrokerKeys) -> tuple[int, ...]:
 
 def _queue_reading(queue: str, steps: tuple[int, ...], lengths: list[int],
                    tails: list[float | None]) -> QueueReading:
-    stamps = [t for t, n in zip(tails, lengths) if t is not None and n]
-    return QueueReading(queue, sum(lengths), dict(zip(steps, lengths)), min(stamps) if stamps else None)
+    oldest = min((t for t, n in zip(tails, lengths) if n and t is not None), default=None)
+    return QueueReading(queue, sum(lengths), dict(zip(steps, lengths)), oldest)
 
 
 def read_server(client: redis.Redis, server: tuple[str, int], roles: list[str]) -> ServerReading:

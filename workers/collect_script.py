@@ -108,10 +108,9 @@ class ListReads:
         return 2 * len(lists)
 
     def parse(self, replies: Sequence[Any], lists: Sequence[str], scripted: bool) -> Reads:
-        if scripted:
+        if scripted:  # the script answers an integer length and a string or nil for each list
             flat = replies[0]
-            lengths = [n if isinstance(n, int) else 0 for n in flat[0::2]]
-            return lengths, [float(s) if s is not None else None for s in flat[1::2]]
+            return flat[0::2], [float(s) if s is not None else None for s in flat[1::2]]
         count = len(lists)
         lengths = [r if isinstance(r, int) else 0 for r in replies[:count]]
         return lengths, [sent_at(raw, self.header) for raw in replies[count:]]
