@@ -285,7 +285,8 @@ def run(url: str, observer: redis.Redis, keys: BrokerKeys, args: argparse.Namesp
         del readers["flower"]
     check_depths(readers)
     commands = {name: commands_per_read(observer, read) for name, read in readers.items()}
-    print(f"\n{len(names)} queues x {len(keys.priority_steps)} priority sub-queues, "
+    label = "the declared queues" if names == tuple(QUEUE_NAMES) else f"{len(names)} queues"
+    print(f"\n{label} x {len(keys.priority_steps)} priority sub-queues, "
           f"{args.depth} messages each, {args.iterations} reads per reader, "
           f"added latency {args.latency_ms:g} ms each way, pid {os.getpid()}")
     report(measure(readers, args.iterations, args.warmup), commands)
