@@ -25,7 +25,7 @@ SUPERVISORD_CONF = BASE_DIR / "supervisord.conf"
 WORKER_PROGRAM = """\
 [program:worker-{group}]
 ; consumes: {queues}
-command={python} -m celery -A config worker -Q {queues} -n {group}@%%h --pool {pool} --concurrency {concurrency} --loglevel {log_level}
+command={python} -m celery -A config worker -Q {queues} -n {group}@%%h {pool_options} --loglevel {log_level}
 directory={home}
 autostart=true
 autorestart=true
@@ -66,8 +66,9 @@ def worker_programs_text(plan: Plan) -> str:
     blocks = [WORKERS_GROUP.format(programs=",".join(f"worker-{group}" for group in groups))]
     blocks += [
         WORKER_PROGRAM.format(
-            group=group, queues=",".join(queues), pool=pools[group], python=_literal(shlex.quote(sys.executable)),
-            home=_literal(BASE_DIR), concurrency=plan.worker_concurrency, log_level=plan.log_level,
+            group=group, queues=",".join(queues), python=_literal(shlex.quote(sys.executable)),
+            pool_options=f"--pool {pools[group]} --concurrency {plan.worker_concurrency}",
+            home=_literal(BASE_DIR), log_level=plan.log_level,
             log_dir=_literal(plan.var_dir / "log"),
         )
         for group, queues in groups.items()

@@ -70,16 +70,20 @@ POOLS = ("threads", "prefork")
 BY_GROUP: dict[str, WorkerGroup] = {g.name: g for g in GROUPS}
 
 
-def _check_groups() -> None:
+def check_groups(families: tuple[Family, ...], groups: tuple[WorkerGroup, ...]) -> None:
     """Every family's group is declared once with a pool Celery knows: a typo fails at import."""
-    undeclared = sorted({f.group for f in FAMILIES} - set(BY_GROUP))
-    unknown = [g.name for g in GROUPS if g.pool not in POOLS]
-    if undeclared or unknown or len(BY_GROUP) != len(GROUPS):
-        raise ValueError(f"workers/queues.py: groups without a declaration {undeclared}, "
-                         f"pools not in {POOLS} {unknown}, or a group declared twice")
+    declared = [g.name for g in groups]
+    undeclared = sorted({f.group for f in families} - set(declared))
+    twice = sorted({name for name in declared if declared.count(name) > 1})
+    unknown = sorted(g.name for g in groups if g.pool not in POOLS)
+    problems = [f"{what}: {', '.join(names)}" for what, names in (
+        ("groups used by a family but not declared in GROUPS", undeclared),
+        ("groups declared twice", twice), (f"groups whose pool is not one of {', '.join(POOLS)}", unknown)) if names]
+    if problems:
+        raise ValueError("workers/queues.py: " + "; ".join(problems))
 
 
-_check_groups()
+check_groups(FAMILIES, GROUPS)
 
 QUEUE_NAMES: tuple[str, ...] = tuple(f.queue for f in FAMILIES)
 BY_QUEUE: dict[str, Family] = {f.queue: f for f in FAMILIES}
