@@ -19,15 +19,26 @@ sent as Django sends them and closed after the last chunk.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextvars
+from typing import Any, Callable
 
-from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run ``function`` on the loop's thread pool with a copy of this context.
+
+    The whole request is this one call, so its database connection stays on
+    one thread; the pool's threads are reused rather than one made per request.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, contextvars.copy_context().run, function, *args)
 
 
 class SyncChainHandler(ASGIHandler):
@@ -38,22 +49,26 @@ class SyncChainHandler(ASGIHandler):
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # No ThreadSensitiveContext: nothing here is thread-sensitive across
+        # calls, since the whole request is one call.
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        # thread_sensitive=False: the whole request is this one call, so its
-        # database connection stays on one thread; the loop's pool is reused
-        # instead of a thread made per request.
-        response = await sync_to_async(self._respond, thread_sensitive=False)(scope, body_file)
+        response = await _in_thread(self._respond, scope, body_file)
         if not response.streaming:
             await self.send_response(response, send)
             return
         try:
             await self.send_response(response, send)
         finally:
-            await sync_to_async(self._finish, thread_sensitive=False)(response, body_file)
+            await _in_thread(self._finish, response, body_file)
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         set_script_prefix(get_script_prefix(scope))
