@@ -185,13 +185,13 @@ def flowwatch_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Call
 def floor_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
     client = redis.Redis.from_url(url)
     client.script_load(SCRIPT)
-    lists, _ = _lists(keys, names)
+    lists, per_queue = _lists(keys, names)
     reads = ListReads(SENT_AT_HEADER)
     minute = int(time.time() // 60)
 
     def read() -> object:
         pipe = client.pipeline(transaction=False)
-        reads.queue(pipe, lists, True)
+        reads.queue(pipe, lists, per_queue, True)
         for command in ((keys.unacked_key,), (keys.unacked_index_key, 0, 0)):
             pipe.hlen(*command) if len(command) == 1 else pipe.zrange(*command, withscores=True)
         for key in (keys.workers, keys.processed_minute(minute), keys.processed_minute(minute - 1),
@@ -206,10 +206,10 @@ def floor_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable
 
 def pipeline_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
     client = redis.Redis.from_url(url)
-    lists, _ = _lists(keys, names)
+    lists, per_queue = _lists(keys, names)
     reads = ListReads(SENT_AT_HEADER)
     minute = int(time.time() // 60)
-    return lambda: _execute(client, keys, lists, minute, reads, scripted=False)
+    return lambda: _execute(client, keys, lists, per_queue, minute, reads, scripted=False)
 
 
 def naive_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
@@ -243,8 +243,12 @@ def commands_per_read(observer: redis.Redis, read: Callable[[], object]) -> int:
 
 def measure(readers: dict[str, Callable[[], object]], iterations: int, warmup: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in readers}
+    names = list(readers)
     for i in range(warmup + iterations):
-        for name, read in readers.items():  # interleaved: the same conditions for each
+        # Interleaved, and each reader in each place in turn: the one after Flower's
+        # (which allocates much and opens a client) would otherwise pay its garbage collections.
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            read = readers[name]
             started = time.perf_counter()
             read()
             elapsed = time.perf_counter() - started

@@ -162,13 +162,13 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
     queues = tuple(queues)
     now = time.time() if now is None else now
     minute = int(now // 60)
-    lists, spans = _lists(keys, queues)
+    lists, per_queue = _lists(keys, queues)
     steps = _steps(keys)
-    (lengths, stamps), rest = _execute(client, keys, lists, minute, _list_reads(client))
+    per_list, rest = _execute(client, keys, lists, per_queue, minute, _list_reads(client))
     unacked, oldest, workers, this_minute, last_minute, total, info, save = rest
     heartbeats, unreadable = _workers(workers, keys.workers)
     return BrokerReading(
-        queues={q: _queue_reading(q, steps, lengths[a:b], stamps[a:b]) for q, (a, b) in zip(queues, spans)},
+        queues={q: _queue_reading(q, steps, *read) for q, read in zip(queues, per_list)},
         unacked_count=unacked if isinstance(unacked, int) else 0,
         unacked_oldest_at=float(oldest[0][1]) if isinstance(oldest, list) and oldest else None,
         workers=heartbeats,
@@ -183,15 +183,13 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
 
 
 @functools.lru_cache(maxsize=8)
-def _lists(keys: BrokerKeys, queues: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
-    """Every sub-queue in one flat tuple, and each queue's slice of it: named once, not every tick."""
-    lists: list[str] = []
-    spans = []
-    for q in queues:
-        subs = keys.sub_queues(q)
-        spans.append((len(lists), len(lists) + len(subs)))
-        lists.extend(subs)
-    return tuple(lists), tuple(spans)
+def _lists(keys: BrokerKeys, queues: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    """Every sub-queue in one flat tuple, queue after queue, and how many each queue has: named once."""
+    per_queue = len(_steps(keys))
+    lists = tuple(key for q in queues for key in keys.sub_queues(q))
+    if len(lists) != per_queue * len(queues):  # kombu names one list per distinct step
+        raise ValueError(f"priority steps {keys.priority_steps} do not name {per_queue} lists per queue")
+    return lists, per_queue
 
 
 _READS: "weakref.WeakKeyDictionary[redis.Redis, ListReads]" = weakref.WeakKeyDictionary()
@@ -207,12 +205,12 @@ def _list_reads(client: redis.Redis) -> ListReads:
         return reads
 
 
-def _execute(client: redis.Redis, keys: BrokerKeys, lists: tuple[str, ...], minute: int,
+def _execute(client: redis.Redis, keys: BrokerKeys, lists: tuple[str, ...], per_queue: int, minute: int,
              reads: ListReads, scripted: bool | None = None, loaded: bool = False) -> tuple[Reads, list[Any]]:
     """The one pipeline; again with the script loaded after NOSCRIPT, or without it when refused."""
     scripted = reads.scripted if scripted is None else scripted
     pipe = client.pipeline(transaction=False)
-    count = reads.queue(pipe, lists, scripted)
+    count = reads.queue(pipe, lists, per_queue, scripted)
     pipe.hlen(keys.unacked_key)
     pipe.zrange(keys.unacked_index_key, 0, 0, withscores=True)
     pipe.hgetall(keys.workers)
@@ -226,11 +224,11 @@ def _execute(client: redis.Redis, keys: BrokerKeys, lists: tuple[str, ...], minu
     replies = pipe.execute(raise_on_error=False)
     if scripted and isinstance(replies[0], Exception):
         if is_noscript(replies[0]) and not loaded and reads.load(client):
-            return _execute(client, keys, lists, minute, reads, True, loaded=True)
+            return _execute(client, keys, lists, per_queue, minute, reads, True, loaded=True)
         if not is_noscript(replies[0]):
             reads.refuse(replies[0])
-        return _execute(client, keys, lists, minute, reads, False)
-    return reads.parse(replies[:count], lists, scripted), replies[count:]
+        return _execute(client, keys, lists, per_queue, minute, reads, False)
+    return reads.parse(replies[:count], lists, per_queue, scripted), replies[count:]
 
 
 @functools.lru_cache(maxsize=8)
@@ -238,9 +236,7 @@ def _steps(keys: BrokerKeys) -> tuple[int, ...]:
     return tuple(dict.fromkeys(keys.priority_steps))
 
 
-def _queue_reading(queue: str, steps: tuple[int, ...], lengths: list[int],
-                   tails: list[float | None]) -> QueueReading:
-    oldest = min((t for t, n in zip(tails, lengths) if n and t is not None), default=None)
+def _queue_reading(queue: str, steps: tuple[int, ...], lengths: list[int], oldest: float | None) -> QueueReading:
     return QueueReading(queue, sum(lengths), dict(zip(steps, lengths)), oldest)
 
 

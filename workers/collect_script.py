@@ -29,35 +29,43 @@ import redis
 
 logger = logging.getLogger("flowwatch.collect")
 
-# KEYS: the sub-queues; ARGV[1]: the header name.  Answers a flat list
-# length, sent-at, length, sent-at, ... where sent-at is a string (a Lua
-# number would reach the client truncated to an integer) or nil.  pcall: a
-# key of the wrong type, or a message that is not JSON, spoils its own entry
-# only, as the pipelined reads do.
+# KEYS: the sub-queues, queue after queue; ARGV[1]: the header name;
+# ARGV[2]: sub-queues per queue.  Answers a flat list: per queue, the length
+# of each sub-queue, then the oldest sent-at over its non-empty sub-queues as
+# a string (a Lua number would reach the client truncated to an integer) or
+# nil.  pcall: a key of the wrong type, or a message that is not JSON,
+# spoils its own entry only, as the pipelined reads do.
 SCRIPT = """
-local out = {}
 local header = ARGV[1]
-for i, key in ipairs(KEYS) do
-  local n = redis.pcall('LLEN', key)
-  if type(n) ~= 'number' then n = 0 end
-  local sent = false
-  if n > 0 then
-    local raw = redis.call('LINDEX', key, -1)
-    local ok, message = pcall(cjson.decode, raw)
-    if ok and type(message) == 'table' and type(message.headers) == 'table' then
-      local value = tonumber(message.headers[header])
-      if value then sent = string.format('%.6f', value) end
+local per_queue = tonumber(ARGV[2])
+local out = {}
+local o = 0
+for first = 1, #KEYS, per_queue do
+  local oldest = nil
+  for key_index = first, first + per_queue - 1 do
+    local key = KEYS[key_index]
+    local n = redis.pcall('LLEN', key)
+    if type(n) ~= 'number' then n = 0 end
+    o = o + 1
+    out[o] = n
+    if n > 0 then
+      local ok, message = pcall(cjson.decode, redis.call('LINDEX', key, -1))
+      if ok and type(message) == 'table' and type(message.headers) == 'table' then
+        local value = tonumber(message.headers[header])
+        if value and (oldest == nil or value < oldest) then oldest = value end
+      end
     end
   end
-  out[2 * i - 1] = n
-  out[2 * i] = sent
+  o = o + 1
+  out[o] = oldest and string.format('%.6f', oldest) or false
 end
 return out
 """
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 RETRY_REFUSED_AFTER = 600.0
 
-Reads = tuple[list[int], list[float | None]]  # lengths and oldest sent times, one per list
+# Per queue: the length of each of its sub-queues, and the oldest sent time over them.
+Reads = list[tuple[list[int], float | None]]
 
 
 def sent_at(raw: Any, header: str) -> float | None:
@@ -96,10 +104,10 @@ class ListReads:
                 self._refused_at = None
             return self._refused_at is None
 
-    def queue(self, pipe: redis.client.Pipeline, lists: Sequence[str], scripted: bool) -> int:
-        """Add the reads of ``lists``; answers how many replies they take."""
+    def queue(self, pipe: redis.client.Pipeline, lists: Sequence[str], per_queue: int, scripted: bool) -> int:
+        """Add the reads of ``lists`` (``per_queue`` sub-queues per queue); answers how many replies they take."""
         if scripted:
-            pipe.execute_command("EVALSHA", SHA, len(lists), *lists, self.header)
+            pipe.execute_command("EVALSHA", SHA, len(lists), *lists, self.header, per_queue)
             return 1
         for key in lists:
             pipe.llen(key)
@@ -107,13 +115,16 @@ class ListReads:
             pipe.lindex(key, -1)
         return 2 * len(lists)
 
-    def parse(self, replies: Sequence[Any], lists: Sequence[str], scripted: bool) -> Reads:
-        if scripted:  # the script answers an integer length and a string or nil for each list
-            flat = replies[0]
-            return flat[0::2], [float(s) if s is not None else None for s in flat[1::2]]
+    def parse(self, replies: Sequence[Any], lists: Sequence[str], per_queue: int, scripted: bool) -> Reads:
+        if scripted:  # per queue: an integer length per sub-queue, then a string or nil
+            flat, stride = replies[0], per_queue + 1
+            return [(flat[i:i + per_queue], float(flat[i + per_queue]) if flat[i + per_queue] is not None else None)
+                    for i in range(0, len(flat), stride)]
         count = len(lists)
         lengths = [r if isinstance(r, int) else 0 for r in replies[:count]]
-        return lengths, [sent_at(raw, self.header) for raw in replies[count:]]
+        stamps = [sent_at(raw, self.header) if n else None for raw, n in zip(replies[count:], lengths)]
+        return [(lengths[i:i + per_queue], min((t for t in stamps[i:i + per_queue] if t is not None), default=None))
+                for i in range(0, count, per_queue)]
 
     def load(self, client: redis.Redis) -> bool:
         """Load the script after NOSCRIPT; False (and scripts refused) when the broker will not."""
