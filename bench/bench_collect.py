@@ -4,26 +4,34 @@ Run by hand, never by the test suite (it asserts nothing about time):
 
     .venv/bin/pip install -r bench/requirements.txt      # flower, pinned
     .venv/bin/python bench/bench_collect.py [--iterations 300] [--depth 50] [--latency-ms 0.5]
-                                            [--url redis://host:port/0]
+                                            [--queues 18,200] [--url redis://host:port/0]
 
 Without ``--url`` it starts a private, non-persistent redis-server on a free
 loopback port and stops it at the end.  The three readers run side by side
 in one process against the same server and the same queues (the eighteen
 declared ones, each with ``--depth`` messages spread over its priority
-sub-queues), interleaved round-robin so that a noisy neighbour hurts all of
+sub-queues; then again with 200 queues), interleaved round-robin so that a noisy neighbour hurts all of
 them alike.  It prints the median and p95 per read, the server-side command
-count per read (INFO commandstats) and the ratios to the Flowwatch collection.
+count per read (INFO commandstats), the ratios to the Flowwatch collection,
+and the figure the target is about: the collection against the Lua floor.
 
 What each reader gets for its cost:
 
 * flowwatch  — ``workers.collect.read_broker``: depth per queue AND the oldest
   message's age, unacked count and age, worker heartbeats, processed
   counters and INFO, in ONE pipelined round trip on a kept connection;
+* lua-floor  — the anchor: the same one pipeline as the collection (the
+  per-list script plus the other commands), executed with redis-py's parsing
+  of the replies and nothing else: no reading is built from them;
+* pipeline   — the collection as a broker that refuses scripts gets it: one
+  ``LLEN`` and one ``LINDEX`` per sub-queue in the same one pipeline, the
+  oldest messages parsed by the client;
 * naive      — one ``LLEN`` round trip per priority sub-queue (18 x 4 = 72);
 * flower     — ``flower.utils.broker.Broker(...).queues(names)`` as Flower's
   broker view calls it: a new client per read, one pipeline of LLENs, close.
   (Flower also lists only the queues some worker consumes; here it is given
-  all eighteen names so the comparison is like for like.)
+  every name so the comparison is like for like.)  Its depths are checked
+  against the collection's before anything is timed.
 
 On loopback a round trip costs tens of microseconds; across a network it
 costs a millisecond or more.  ``--latency-ms`` puts a delaying loopback proxy
@@ -55,7 +63,8 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from config.redis_layout import redis_server_bin  # noqa: E402
-from workers.collect import read_broker  # noqa: E402
+from workers.collect import _execute, _lists, read_broker  # noqa: E402
+from workers.collect_script import SCRIPT, ListReads  # noqa: E402
 from workers.collect_keys import BrokerKeys  # noqa: E402
 from workers.queues import QUEUE_NAMES  # noqa: E402
 from workers.routing import SENT_AT_HEADER  # noqa: E402
@@ -153,9 +162,14 @@ class LatencyProxy:
         self.listener.close()
 
 
-def fill(client: redis.Redis, keys: BrokerKeys, depth: int) -> None:
+def queue_names(count: int) -> tuple[str, ...]:
+    """The declared queues, then made-up ones up to ``count``."""
+    return tuple(QUEUE_NAMES) + tuple(f"extra_{i}" for i in range(count - len(QUEUE_NAMES)))
+
+
+def fill(client: redis.Redis, keys: BrokerKeys, depth: int, names: tuple[str, ...]) -> None:
     pipe = client.pipeline(transaction=False)
-    for queue in QUEUE_NAMES:
+    for queue in names:
         subs = keys.sub_queues(queue)
         for i in range(depth):
             raw = json.dumps({"body": "", "headers": {SENT_AT_HEADER: time.time() - i}, "properties": {}})
@@ -163,18 +177,48 @@ def fill(client: redis.Redis, keys: BrokerKeys, depth: int) -> None:
     pipe.execute()
 
 
-def flowwatch_reader(url: str, keys: BrokerKeys) -> Callable[[], object]:
+def flowwatch_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
     client = redis.Redis.from_url(url)
-    return lambda: read_broker(client, keys, QUEUE_NAMES)
+    return lambda: read_broker(client, keys, names)
 
 
-def naive_reader(url: str, keys: BrokerKeys) -> Callable[[], object]:
+def floor_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
     client = redis.Redis.from_url(url)
-    subs = {q: keys.sub_queues(q) for q in QUEUE_NAMES}
-    return lambda: {q: sum(client.llen(k) for k in subs[q]) for q in QUEUE_NAMES}
+    client.script_load(SCRIPT)
+    lists, per_queue = _lists(keys, names)
+    reads = ListReads(SENT_AT_HEADER)
+    minute = int(time.time() // 60)
+
+    def read() -> object:
+        pipe = client.pipeline(transaction=False)
+        reads.queue(pipe, lists, per_queue, True)
+        for command in ((keys.unacked_key,), (keys.unacked_index_key, 0, 0)):
+            pipe.hlen(*command) if len(command) == 1 else pipe.zrange(*command, withscores=True)
+        for key in (keys.workers, keys.processed_minute(minute), keys.processed_minute(minute - 1),
+                    keys.processed_total):
+            pipe.hgetall(key)
+        pipe.info()
+        pipe.config_get("save")
+        return pipe.execute(raise_on_error=False)
+
+    return read
 
 
-def flower_reader(url: str, keys: BrokerKeys) -> Callable[[], object] | None:
+def pipeline_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
+    client = redis.Redis.from_url(url)
+    lists, per_queue = _lists(keys, names)
+    reads = ListReads(SENT_AT_HEADER)
+    minute = int(time.time() // 60)
+    return lambda: _execute(client, keys, lists, per_queue, minute, reads, scripted=False)
+
+
+def naive_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object]:
+    client = redis.Redis.from_url(url)
+    subs = {q: keys.sub_queues(q) for q in names}
+    return lambda: {q: sum(client.llen(k) for k in subs[q]) for q in names}
+
+
+def flower_reader(url: str, keys: BrokerKeys, names: tuple[str, ...]) -> Callable[[], object] | None:
     try:
         from flower.utils.broker import Broker
     except ImportError:
@@ -184,7 +228,7 @@ def flower_reader(url: str, keys: BrokerKeys) -> Callable[[], object] | None:
 
     def read() -> object:
         # Flower builds a Broker per request of its broker view and closes it after.
-        return loop.run_until_complete(Broker(url, broker_options=options).queues(list(QUEUE_NAMES)))
+        return loop.run_until_complete(Broker(url, broker_options=options).queues(list(names)))
 
     return read
 
@@ -199,8 +243,12 @@ def commands_per_read(observer: redis.Redis, read: Callable[[], object]) -> int:
 
 def measure(readers: dict[str, Callable[[], object]], iterations: int, warmup: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in readers}
+    names = list(readers)
     for i in range(warmup + iterations):
-        for name, read in readers.items():  # interleaved: the same conditions for each
+        # Interleaved, and each reader in each place in turn: the one after Flower's
+        # (which allocates much and opens a client) would otherwise pay its garbage collections.
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            read = readers[name]
             started = time.perf_counter()
             read()
             elapsed = time.perf_counter() - started
@@ -216,6 +264,37 @@ def report(timings: dict[str, list[float]], commands: dict[str, int]) -> None:
         median = statistics.median(values)
         p95 = statistics.quantiles(values, n=20)[-1]
         print(f"{name:<11} {median * 1e6:>10.1f} {p95 * 1e6:>9.1f} {commands[name]:>9} {median / base:>11.2f}x")
+    floor = statistics.median(timings["lua-floor"])
+    print(f"anchor: lua-floor {floor * 1e6:.1f} µs; flowwatch / lua-floor = {base / floor:.2f} (target <= 1.2)")
+
+
+def check_depths(readers: dict[str, Callable[[], object]]) -> None:
+    """Every reader that reports depths agrees with the collection before anything is timed."""
+    depths = {q.name: q.depth for q in readers["flowwatch"]().queues.values()}
+    assert readers["naive"]() == depths, "naive and flowwatch disagree about the depths"
+    if "flower" in readers:
+        flower = {row["name"]: row["messages"] for row in readers["flower"]()}
+        assert flower == depths, "Flower and flowwatch disagree about the depths"
+
+
+def run(url: str, observer: redis.Redis, keys: BrokerKeys, args: argparse.Namespace, count: int) -> None:
+    names = queue_names(count)
+    observer.flushdb()
+    fill(observer, keys, args.depth, names)
+    readers = {name: make(url, keys, names) for name, make in (
+        ("flowwatch", flowwatch_reader), ("lua-floor", floor_reader), ("pipeline", pipeline_reader),
+        ("naive", naive_reader), ("flower", flower_reader))}
+    if readers["flower"] is None:
+        print("flower is not installed (pip install -r bench/requirements.txt): skipping its reader")
+        del readers["flower"]
+    check_depths(readers)
+    commands = {name: commands_per_read(observer, read) for name, read in readers.items()}
+    label = "the declared queues" if names == tuple(QUEUE_NAMES) else f"{len(names)} queues"
+    print(f"\n{label} x {len(keys.priority_steps)} priority sub-queues, "
+          f"{args.depth} messages each, {args.iterations} reads per reader, "
+          f"added latency {args.latency_ms:g} ms each way, pid {os.getpid()}")
+    report(measure(readers, args.iterations, args.warmup), commands)
+    observer.flushdb()
 
 
 def main() -> None:
@@ -226,6 +305,8 @@ def main() -> None:
     parser.add_argument("--url", help="an existing Redis to use (its database is FLUSHED): redis://host:port/db")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="add this delay each way through a loopback proxy, like a network (default 0)")
+    parser.add_argument("--queues", type=lambda text: [int(n) for n in text.split(",")], default=[18, 200],
+                        help="queue counts to run, comma-separated (default 18,200)")
     args = parser.parse_args()
 
     server = None if args.url else PrivateRedis()
@@ -237,22 +318,8 @@ def main() -> None:
     keys = BrokerKeys.from_options({})
     try:
         observer = redis.Redis.from_url(url)
-        observer.flushdb()
-        fill(observer, keys, args.depth)
-        readers = {"flowwatch": flowwatch_reader(url, keys), "naive": naive_reader(url, keys)}
-        flower = flower_reader(url, keys)
-        if flower is None:
-            print("flower is not installed (pip install -r bench/requirements.txt): skipping its reader")
-        else:
-            readers["flower"] = flower
-        depths = {q.name: q.depth for q in readers["flowwatch"]().queues.values()}
-        assert readers["naive"]() == depths, "the readers disagree about the depths"
-        commands = {name: commands_per_read(observer, read) for name, read in readers.items()}
-        print(f"{len(QUEUE_NAMES)} queues x {len(keys.priority_steps)} priority sub-queues, "
-              f"{args.depth} messages each, {args.iterations} reads per reader, "
-              f"added latency {args.latency_ms:g} ms each way, pid {os.getpid()}")
-        report(measure(readers, args.iterations, args.warmup), commands)
-        observer.flushdb()
+        for count in args.queues:
+            run(url, observer, keys, args, count)
     finally:
         if proxy is not None:
             proxy.close()

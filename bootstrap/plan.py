@@ -101,6 +101,13 @@ def worker_groups() -> dict[str, tuple[str, ...]]:
     return groups()
 
 
+def worker_pools() -> dict[str, str]:
+    """Worker group name -> the Celery pool its worker runs (the queue table's groups)."""
+    from workers.queues import GROUPS
+
+    return {group.name: group.pool for group in GROUPS}
+
+
 def resolve_plan(env: Mapping[str, str] | None = None) -> Plan:
     """Resolve everything boot uses from ``env``; never raises for bad input."""
     env = dict(os.environ if env is None else env)

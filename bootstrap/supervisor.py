@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from bootstrap.plan import BASE_DIR, BOOT_ONLY_SECRETS, VARIABLES, Plan, worker_groups
+from bootstrap.plan import BASE_DIR, BOOT_ONLY_SECRETS, VARIABLES, Plan, worker_groups, worker_pools
 from config import redis_layout
 from config.env import write_private
 
@@ -25,7 +25,7 @@ SUPERVISORD_CONF = BASE_DIR / "supervisord.conf"
 WORKER_PROGRAM = """\
 [program:worker-{group}]
 ; consumes: {queues}
-command={python} -m celery -A config worker -Q {queues} -n {group}@%%h --concurrency {concurrency} --loglevel {log_level}
+command={python} -m celery -A config worker -Q {queues} -n {group}@%%h {pool_options} --loglevel {log_level}
 directory={home}
 autostart=true
 autorestart=true
@@ -62,12 +62,13 @@ def worker_programs_text(plan: Plan) -> str:
     )
     if "workers" not in plan.roles:
         return header
-    groups = worker_groups()
+    groups, pools = worker_groups(), worker_pools()
     blocks = [WORKERS_GROUP.format(programs=",".join(f"worker-{group}" for group in groups))]
     blocks += [
         WORKER_PROGRAM.format(
             group=group, queues=",".join(queues), python=_literal(shlex.quote(sys.executable)),
-            home=_literal(BASE_DIR), concurrency=plan.worker_concurrency, log_level=plan.log_level,
+            pool_options=f"--pool {pools[group]} --concurrency {plan.worker_concurrency}",
+            home=_literal(BASE_DIR), log_level=plan.log_level,
             log_dir=_literal(plan.var_dir / "log"),
         )
         for group, queues in groups.items()

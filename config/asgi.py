@@ -1,15 +1,21 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-The Django ASGI app is built once, before any consumer is imported, so that
-the app registry is ready when consumers import models.
+The Django HTTP app is built once, before any consumer is imported, so that
+the app registry is ready when consumers import models.  It runs each
+request's middleware chain and view as one sync call (config/http.py, and
+docs/performance.md for why).
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from config.http import SyncChainHandler  # noqa: E402
+
+django_asgi_app = SyncChainHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

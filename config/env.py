@@ -149,7 +149,8 @@ SCHEMA: tuple[Variable, ...] = (
              "Its port; must differ from `REDIS_LOCAL_PORT`. `boot.py up` refuses a port already in use.",
              "`8080`"),
     Variable("WORKER_CONCURRENCY", "int", 2, "processes", (BOOT,),
-             "Pool processes of each Celery worker (one worker per worker group).", "`4`", minimum=1),
+             "Pool size of each Celery worker (one worker per worker group): threads or processes, as the "
+             "group's pool in workers/queues.py says.", "`4`", minimum=1),
     Variable("LOG_LEVEL", "choice", "INFO", "processes", _EVERYONE, "Log level of every program.", "`DEBUG`",
              choices=LOG_LEVELS),
     Variable("SIMULATOR", "bool", False, "processes", _BOOT_DJANGO,

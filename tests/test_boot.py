@@ -20,7 +20,7 @@ import pytest
 
 import boot
 from config import redis_layout
-from workers.queues import worker_groups
+from workers.queues import BY_GROUP, worker_groups
 
 ROOT = Path(boot.__file__).resolve().parent
 SECRET = "hunter2-do-not-show"
@@ -352,6 +352,7 @@ def test_each_worker_consumes_its_groups_queues_and_stops_warm(tmp_path, monkeyp
         assert args[args.index("-Q") + 1] == ",".join(queues)
         assert args[args.index("-n") + 1] == f"{group}@%h"
         assert args[args.index("--concurrency") + 1] == "3"
+        assert args[args.index("--pool") + 1] == BY_GROUP[group].pool
         # TERM to the main process only (warm shutdown), SIGKILL to the group at the end.
         assert (worker.stopasgroup, worker.killasgroup) == (False, True)
         assert worker.stopwaitsecs >= 60

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from workers.queues import FAMILIES, QUEUE_NAMES, worker_groups
+from workers.queues import BY_GROUP, FAMILIES, QUEUE_NAMES, worker_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "queues.md").read_text()
@@ -14,9 +14,10 @@ def test_the_queue_page_lists_every_family_with_its_lane_and_group():
         assert f"| `{family.queue}` | {family.lane} | `{family.group}` |" in DOC, family.queue
 
 
-def test_the_queue_page_lists_every_worker_group():
+def test_the_queue_page_lists_every_worker_group_with_its_pool():
     for group, queues in worker_groups().items():
-        assert f"| `worker-{group}` | " + ", ".join(f"`{q}`" for q in queues) + " |" in DOC, group
+        row = f"| `worker-{group}` | " + ", ".join(f"`{q}`" for q in queues) + f" | {BY_GROUP[group].pool} |"
+        assert row in DOC, group
 
 
 # --- which queues have work, and beat's schedule ---------------------------------------------------

@@ -162,3 +162,32 @@ def test_a_worker_consuming_only_the_declared_queue_runs_the_routed_task(clean_r
         wait_for(lambda: clean_redis.client(0).hget("fw:processed:total", "stats_cache") == b"1", timeout=30)
     finally:
         worker.stop()
+
+
+def test_every_worker_group_declares_a_pool_celery_knows():
+    from workers.queues import GROUPS, POOLS
+
+    assert {g.name for g in GROUPS} == {f.group for f in FAMILIES}
+    assert all(g.pool in POOLS for g in GROUPS)
+
+
+def _groups_with(change: str):
+    from workers.queues import GROUPS, WorkerGroup
+
+    if change == "missing":
+        return tuple(g for g in GROUPS if g.name != "alert")
+    if change == "twice":
+        return GROUPS + (GROUPS[0],)
+    return GROUPS[:-1] + (WorkerGroup(GROUPS[-1].name, "gevent", "a pool the table does not allow"),)
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ("missing", "groups used by a family but not declared in GROUPS: alert"),
+    ("twice", "groups declared twice: hot"),
+    ("unknown pool", "groups whose pool is not one of threads, prefork: background"),
+])
+def test_a_group_table_with_a_mistake_is_refused_naming_it(change, named):
+    from workers.queues import check_groups
+
+    with pytest.raises(ValueError, match=named):
+        check_groups(FAMILIES, _groups_with(change))

@@ -3,11 +3,14 @@
 :func:`read_broker` costs ONE pipelined round trip to the broker Redis, how
 many queues there are notwithstanding; it reads, in this order:
 
-* ``LLEN`` of every priority sub-queue of every declared queue (kombu's names,
-  see :mod:`workers.collect_keys`) — the depth is their sum;
-* ``LINDEX key -1`` of each sub-queue — kombu pushes on the left and pops on
-  the right, so that is the oldest waiting message, whose ``fw_sent_at``
-  header (stamped at publish by :mod:`workers.routing`) gives its age;
+* per priority sub-queue of every declared queue (kombu's names, see
+  :mod:`workers.collect_keys`) its length — the depth is their sum — and the
+  ``fw_sent_at`` header (stamped at publish by :mod:`workers.routing`) of its
+  oldest waiting message (``LINDEX key -1``: kombu pushes on the left and
+  pops on the right), which gives its age.  These reads run as one Lua
+  script in the broker, which decodes the header there
+  (:mod:`workers.collect_script`); a broker that refuses scripts gets one
+  ``LLEN`` and one ``LINDEX`` per list in the same pipeline instead;
 * ``HLEN unacked`` and the first entry of the ``unacked_index`` sorted set
   (score = delivery time) — messages taken by a worker and not yet acked;
 * ``HGETALL`` of the worker heartbeats and of the processed counters
@@ -15,7 +18,7 @@ many queues there are notwithstanding; it reads, in this order:
 * ``INFO`` and ``CONFIG GET save`` of the broker server itself.
 
 :func:`read_server` then costs one round trip (``INFO`` + ``CONFIG GET
-save``) per other distinct server of the four roles; :func:`read_all` runs them
+save``) per other distinct server of the four roles; :class:`Collector` reads them
 in parallel so that several dead servers cost one connect timeout, not several.
 
 Nothing here knows a threshold or a Django model: it returns readings.
@@ -28,10 +31,12 @@ figure, never the collection.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import re
+import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -40,6 +45,7 @@ import redis
 
 from config.redis_layout import Layout, redact
 from workers.collect_keys import BrokerKeys
+from workers.collect_script import ListReads, Reads, is_noscript
 from workers.heartbeat import parse_heartbeats
 from workers.log_once import LogOnce
 from workers.routing import SENT_AT_HEADER
@@ -129,17 +135,6 @@ def _ints(mapping: Any, key: str) -> dict[str, int]:
     return found
 
 
-def _sent_at(raw: Any) -> float | None:
-    """The fw_sent_at header of a raw kombu message, or None."""
-    if not isinstance(raw, (bytes, str)):
-        return None
-    try:
-        value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
-        return float(value) if value is not None else None
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
 def _workers(mapping: Any, key: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(readable heartbeats by worker name, names of unreadable entries)."""
     found, unreadable = parse_heartbeats(mapping)
@@ -160,36 +155,20 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
                 now: float | None = None) -> BrokerReading:
     """Read every queue, unacked, heartbeats, counters and INFO in ONE round trip.
 
+    After a broker restart (the script forgotten) or on a broker that refuses
+    scripts, that tick alone costs one or two more.
     Raises redis.RedisError / OSError when the broker cannot be reached.
     """
-    queues = list(queues)
+    queues = tuple(queues)
     now = time.time() if now is None else now
     minute = int(now // 60)
-    subs = {q: keys.sub_queues(q) for q in queues}
-    pipe = client.pipeline(transaction=False)
-    for q in queues:
-        for key in subs[q]:
-            pipe.llen(key)
-    for q in queues:
-        for key in subs[q]:
-            pipe.lindex(key, -1)
-    pipe.hlen(keys.unacked_key)
-    pipe.zrange(keys.unacked_index_key, 0, 0, withscores=True)
-    pipe.hgetall(keys.workers)
-    pipe.hgetall(keys.processed_minute(minute))
-    pipe.hgetall(keys.processed_minute(minute - 1))
-    pipe.hgetall(keys.processed_total)
-    pipe.info()
-    pipe.config_get("save")
-    # raise_on_error=False: a refused CONFIG (managed Redis) or a key of the
-    # wrong type spoils one answer, not the collection; a dead socket still raises.
-    replies = iter(pipe.execute(raise_on_error=False))
-    lengths = {q: [r if isinstance(r, int) else 0 for r in (next(replies) for _ in subs[q])] for q in queues}
-    tails = {q: [_sent_at(next(replies)) for _ in subs[q]] for q in queues}
-    unacked, oldest, workers, this_minute, last_minute, total, info, save = (next(replies) for _ in range(8))
+    lists, per_queue = _lists(keys, queues)
+    steps = _steps(keys)
+    per_list, rest = _execute(client, keys, lists, per_queue, minute, _list_reads(client))
+    unacked, oldest, workers, this_minute, last_minute, total, info, save = rest
     heartbeats, unreadable = _workers(workers, keys.workers)
     return BrokerReading(
-        queues={q: _queue_reading(q, keys, lengths[q], tails[q]) for q in queues},
+        queues={q: _queue_reading(q, steps, *read) for q, read in zip(queues, per_list)},
         unacked_count=unacked if isinstance(unacked, int) else 0,
         unacked_oldest_at=float(oldest[0][1]) if isinstance(oldest, list) and oldest else None,
         workers=heartbeats,
@@ -203,11 +182,62 @@ def read_broker(client: redis.Redis, keys: BrokerKeys, queues: Iterable[str],
     )
 
 
-def _queue_reading(queue: str, keys: BrokerKeys, lengths: list[int], tails: list[float | None]) -> QueueReading:
-    steps = list(dict.fromkeys(keys.priority_steps))
-    by_priority = dict(zip(steps, lengths))
-    stamps = [t for t, n in zip(tails, lengths) if t is not None and n]
-    return QueueReading(queue, sum(lengths), by_priority, min(stamps) if stamps else None)
+@functools.lru_cache(maxsize=8)
+def _lists(keys: BrokerKeys, queues: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    """Every sub-queue in one flat tuple, queue after queue, and how many each queue has: named once."""
+    per_queue = len(_steps(keys))
+    lists = tuple(key for q in queues for key in keys.sub_queues(q))
+    if len(lists) != per_queue * len(queues):  # kombu names one list per distinct step
+        raise ValueError(f"priority steps {keys.priority_steps} do not name {per_queue} lists per queue")
+    return lists, per_queue
+
+
+_READS: "weakref.WeakKeyDictionary[redis.Redis, ListReads]" = weakref.WeakKeyDictionary()
+_READS_LOCK = threading.Lock()
+
+
+def _list_reads(client: redis.Redis) -> ListReads:
+    """One ListReads per client: whether scripts are refused is a fact of that broker."""
+    with _READS_LOCK:
+        reads = _READS.get(client)
+        if reads is None:
+            reads = _READS[client] = ListReads(SENT_AT_HEADER)
+        return reads
+
+
+def _execute(client: redis.Redis, keys: BrokerKeys, lists: tuple[str, ...], per_queue: int, minute: int,
+             reads: ListReads, scripted: bool | None = None, loaded: bool = False) -> tuple[Reads, list[Any]]:
+    """The one pipeline; again with the script loaded after NOSCRIPT, or without it when refused."""
+    scripted = reads.scripted if scripted is None else scripted
+    pipe = client.pipeline(transaction=False)
+    count = reads.queue(pipe, lists, per_queue, scripted)
+    pipe.hlen(keys.unacked_key)
+    pipe.zrange(keys.unacked_index_key, 0, 0, withscores=True)
+    pipe.hgetall(keys.workers)
+    pipe.hgetall(keys.processed_minute(minute))
+    pipe.hgetall(keys.processed_minute(minute - 1))
+    pipe.hgetall(keys.processed_total)
+    pipe.info()
+    pipe.config_get("save")
+    # raise_on_error=False: a refused CONFIG (managed Redis) or a key of the
+    # wrong type spoils one answer, not the collection; a dead socket still raises.
+    replies = pipe.execute(raise_on_error=False)
+    if scripted and isinstance(replies[0], Exception):
+        if is_noscript(replies[0]) and not loaded and reads.load(client):
+            return _execute(client, keys, lists, per_queue, minute, reads, True, loaded=True)
+        if not is_noscript(replies[0]):
+            reads.refuse(replies[0])
+        return _execute(client, keys, lists, per_queue, minute, reads, False)
+    return reads.parse(replies[:count], lists, per_queue, scripted), replies[count:]
+
+
+@functools.lru_cache(maxsize=8)
+def _steps(keys: BrokerKeys) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(keys.priority_steps))
+
+
+def _queue_reading(queue: str, steps: tuple[int, ...], lengths: list[int], oldest: float | None) -> QueueReading:
+    return QueueReading(queue, sum(lengths), dict(zip(steps, lengths)), oldest)
 
 
 def read_server(client: redis.Redis, server: tuple[str, int], roles: list[str]) -> ServerReading:
@@ -255,15 +285,20 @@ class Collector:
             server: client_for(roles[0], layout, **(client_options or {}))
             for server, roles in self.servers.items() if server != self.broker_server
         }
+        # Kept for the collector's life: the other servers are read beside the
+        # broker, so several dead servers cost one connect timeout, not several.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.clients)), thread_name_prefix="collect")
 
     def collect(self) -> Collection:
         started = time.monotonic()
         others = [s for s in self.servers if s != self.broker_server]
-        with ThreadPoolExecutor(max_workers=len(self.servers) or 1) as pool:
-            broker_future = pool.submit(self._read_broker) if self.broker_client else None
-            futures = {s: pool.submit(read_server, self.clients[s], s, self.servers[s]) for s in others}
+        if others:
+            futures = {s: self._pool.submit(read_server, self.clients[s], s, self.servers[s]) for s in others}
+            broker, broker_server = self._read_broker() if self.broker_client else (None, None)
             readings = {s: f.result() for s, f in futures.items()}
-            broker, broker_server = broker_future.result() if broker_future else (None, None)
+        else:  # the usual small installation: one server, nothing to wait for in parallel
+            broker, broker_server = self._read_broker() if self.broker_client else (None, None)
+            readings = {}
         if broker_server is not None:
             readings[self.broker_server] = broker_server
         ordered = {s: readings[s] for s in self.servers if s in readings}
@@ -279,6 +314,7 @@ class Collector:
         return reading, reading.server
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for client in [*self.clients.values(), self.broker_client]:
             if client is not None:
                 client.close()

@@ -45,6 +45,46 @@ FAMILIES: tuple[Family, ...] = tuple(
     )
 )
 
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    name: str
+    pool: str  # Celery's --pool for its worker: "threads" or "prefork"
+    why: str
+
+
+# Each group's pool fits its work (docs/queues.md, "Worker groups"; the cost
+# of each is measured in docs/performance.md).  threads: one process whose
+# tasks wait on the tenant API, SMTP or the database side by side;
+# prefork: a process per task, for CPU work, isolation and hard time limits.
+GROUPS: tuple[WorkerGroup, ...] = (
+    WorkerGroup("hot", "threads", "tenant API reads and upserts: waiting on HTTP and the database"),
+    WorkerGroup("cold", "threads", "the same for backfill"),
+    WorkerGroup("alert", "threads", "alert details, notifications and beat fan-outs: waiting on HTTP and SMTP"),
+    WorkerGroup("enrich", "threads", "correlations, headers, payloads: small reads and writes"),
+    WorkerGroup("background", "prefork", "statistics, archives, AI and downloads: CPU work and memory that "
+                "should run in parallel and be handed back by a process that ends"),
+)
+POOLS = ("threads", "prefork")
+BY_GROUP: dict[str, WorkerGroup] = {g.name: g for g in GROUPS}
+
+
+def check_groups(families: tuple[Family, ...], groups: tuple[WorkerGroup, ...]) -> None:
+    """Every family's group is declared once with a pool Celery knows: a typo fails at import."""
+    declared = [g.name for g in groups]
+    undeclared = sorted({f.group for f in families} - set(declared))
+    twice = sorted({name for name in declared if declared.count(name) > 1})
+    unknown = sorted(g.name for g in groups if g.pool not in POOLS)
+    problems = [f"{what}: {', '.join(names)}" for what, names in (
+        ("groups used by a family but not declared in GROUPS", undeclared),
+        ("groups declared twice", twice), (f"groups whose pool is not one of {', '.join(POOLS)}", unknown)) if names]
+    if problems:
+        raise ValueError("workers/queues.py: " + "; ".join(problems))
+
+
+check_groups(FAMILIES, GROUPS)
+
 QUEUE_NAMES: tuple[str, ...] = tuple(f.queue for f in FAMILIES)
 BY_QUEUE: dict[str, Family] = {f.queue: f for f in FAMILIES}
 

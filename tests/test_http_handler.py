@@ -1,0 +1,63 @@
+"""HTTP through the real uvicorn and config.asgi: the one-call handler keeps pages, CSRF, sessions, static files."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.test_browser_support import WebServer
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+@pytest.fixture(scope="module")
+def web():
+    server = WebServer()
+    yield server
+    server.stop()
+
+
+def _login_form(client: httpx.Client) -> str:
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200 and 'name="username"' in page.text
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+
+def test_a_login_without_the_csrf_token_is_refused(web, superadmin):
+    with httpx.Client(base_url=web.url) as client:
+        _login_form(client)
+        answer = client.post("/accounts/login/", data={"username": "superadmin", "password": PASSWORD})
+    assert answer.status_code == 403
+    assert "sessionid" not in answer.cookies
+
+
+def test_a_login_with_the_token_opens_a_session_that_renders_the_metrics_page(web, superadmin):
+    with httpx.Client(base_url=web.url) as client:
+        token = _login_form(client)
+        answer = client.post("/accounts/login/", data={"username": "superadmin", "password": PASSWORD,
+                                                       "csrfmiddlewaretoken": token})
+        assert answer.status_code == 302 and client.cookies.get("sessionid")
+        page = client.get("/superadmin/metrics/")
+        logged_out = client.post("/accounts/logout/", data={"csrfmiddlewaretoken": client.cookies["csrftoken"]})
+        after = client.get("/superadmin/metrics/")
+    assert page.status_code == 200 and "messagelog_read" in page.text
+    assert page.headers["x-frame-options"] == "DENY"  # the whole chain ran, to its outermost middleware
+    assert logged_out.status_code in (200, 302)
+    assert after.status_code == 302 and "/accounts/login/" in after.headers["location"]
+
+
+def test_a_static_file_streams_whole(web):
+    with httpx.Client(base_url=web.url) as client:
+        answer = client.get("/static/dashboard/metrics.js")
+        again = client.get("/static/dashboard/metrics.js")  # the connection is still usable after a stream
+    assert answer.status_code == 200 and len(answer.content) > 1000
+    assert int(answer.headers["content-length"]) == len(answer.content) == len(again.content)
+
+
+def test_an_unknown_path_is_a_404_not_an_error(web):
+    with httpx.Client(base_url=web.url) as client:
+        answer = client.get("/no/such/page")
+    assert answer.status_code == 404
