@@ -142,7 +142,19 @@ def test_a_task_declared_on_an_undeclared_queue_is_refused_naming_the_queue():
     assert "tests.test_routing.orphan" not in task_routes()
 
 
-def test_one_task_name_cannot_be_routed_to_two_queues():
+@pytest.fixture
+def scratch_task_name():
+    """A task name this test declares; forgotten afterwards, so that the
+    docs tests that read the app's routes do not see a test's task."""
+    from workers import routing
+
+    name = "tests.test_routing.twice"
+    yield name
+    routing._ROUTES.pop(name, None)
+    app.tasks.pop(name, None)
+
+
+def test_one_task_name_cannot_be_routed_to_two_queues(scratch_task_name):
     @routed_task("ai", name="tests.test_routing.twice")
     def first() -> None: ...
 
