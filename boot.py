@@ -28,7 +28,8 @@ if str(BASE_DIR) not in sys.path:  # `python /path/to/boot.py` from another fold
 from bootstrap import envdoc  # noqa: E402
 from bootstrap.plan import BOOT_ONLY_SECRETS, ROLE_NAMES, VARIABLES, Plan, resolve_plan  # noqa: E402,F401
 from bootstrap.report import problem_lines, say, summary_lines, warning_lines  # noqa: E402
-from bootstrap.steps import admin_password, ensure_superadmin, prepare_var_dir, run_step, runtime_problems  # noqa: E402,F401
+from bootstrap.steps import (SIMULATOR_HOST, admin_password, ensure_superadmin, prepare_var_dir,  # noqa: E402,F401
+                             register_simulator, run_step, runtime_problems)
 from bootstrap.supervisor import (  # noqa: E402,F401
     SUPERVISORD_CONF, exec_supervisord, supervisor_env, write_redis_conf, write_worker_programs,
 )
@@ -70,7 +71,12 @@ def cmd_up(env: Mapping[str, str] | None = None) -> int:
     login = ensure_superadmin(plan, child_env) if "web" in plan.roles else None
     if login is None and "web" in plan.roles:
         return EXIT_FAILED
+    if plan.simulator and not register_simulator(plan, child_env):
+        return EXIT_FAILED
     say(summary_lines(plan) + warning_lines(plan))
+    if plan.simulator:
+        say([f"Demo data: the bundled tenant simulator on http://{SIMULATOR_HOST}:{plan.simulator_port}/api/v1, "
+             "read as the tenant 'simulator' (SIMULATOR=false leaves it out)"])
     if login:
         say([login])
     exec_supervisord(child_env)

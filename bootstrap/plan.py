@@ -55,6 +55,8 @@ class Plan:
     log_level: str = _default("LOG_LEVEL")
     redis_bin: str | None = None
     admin_user: str = _default("FLOWWATCH_ADMIN_USER")
+    simulator: bool = False  # run the bundled tenant simulator and register it as a tenant
+    simulator_port: int = _default("SIMULATOR_PORT")
     problems: list[str] = field(default_factory=list)
     # (stable id or "", text): ids are the Django system check ids.
     findings: list[tuple[str, str]] = field(default_factory=list)
@@ -83,6 +85,8 @@ class Plan:
                 names += [f"worker-{group}" for group in worker_groups()]
             else:
                 names.append(role)
+        if self.simulator:
+            names.append("simulator")
         return names
 
     def as_json(self) -> dict[str, object]:
@@ -153,9 +157,14 @@ def _check_web(plan: Plan) -> None:
 def _check_runtime(plan: Plan) -> None:
     plan.worker_concurrency = int(plan.values["WORKER_CONCURRENCY"])
     plan.log_level = str(plan.values["LOG_LEVEL"])
-    if plan.values["SIMULATOR"]:
-        plan.findings.append(("", "SIMULATOR=true: the bundled tenant simulator is not built yet; "
-                                  "no simulator program is started"))
+    plan.simulator = bool(plan.values["SIMULATOR"])
+    plan.simulator_port = int(plan.values["SIMULATOR_PORT"])
+    if not plan.simulator:
+        return
+    taken = {"WEB_PORT": plan.web_port, "REDIS_LOCAL_PORT": plan.layout.local_port}
+    for variable, port in taken.items():
+        if port == plan.simulator_port:
+            plan.problems.append(f"SIMULATOR_PORT={port} is also {variable}: the simulator needs a port of its own")
 
 
 def _check_django(plan: Plan) -> None:

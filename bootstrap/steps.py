@@ -28,6 +28,7 @@ from config.redis_layout import LayoutError
 
 MANAGE_PY = BASE_DIR / "manage.py"
 ADMIN_PASSWORD_FILE = "superadmin-password"
+SIMULATOR_HOST = "127.0.0.1"  # supervisord.conf's [program:simulator] listens here only
 
 
 def runtime_problems(plan: Plan) -> list[str]:
@@ -49,6 +50,8 @@ def runtime_problems(plan: Plan) -> list[str]:
         found += _port_problem("WEB_PORT", plan.web_host, plan.web_port)
     if "redis" in plan.roles:
         found += _port_problem("REDIS_LOCAL_PORT", redis_layout.BUNDLED_REDIS_HOST, plan.layout.local_port)
+    if plan.simulator:
+        found += _port_problem("SIMULATOR_PORT", SIMULATOR_HOST, plan.simulator_port)
     return found
 
 
@@ -180,3 +183,10 @@ def login_hint(plan: Plan, password: AdminPassword, created: bool) -> str:
     if password.file and not password.generated:
         return f"{login}; password in {password.file} (unless changed since)"
     return f"{login}; the user existed already, its password was not changed"
+
+
+def register_simulator(plan: Plan, env: Mapping[str, str]) -> bool:
+    """Register the bundled simulator as the tenant ``simulator`` (created once, its URLs kept current)."""
+    root = f"http://{SIMULATOR_HOST}:{plan.simulator_port}"
+    args = ["register_simulator_tenant", "--api-url", f"{root}/api/v1", "--token-url", f"{root}/oauth/token"]
+    return run_step("", args, env, plan) is not None

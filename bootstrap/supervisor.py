@@ -119,6 +119,8 @@ def supervisor_env(plan: Plan) -> dict[str, str]:
     # numprocs=1 defines the program, 0 leaves it out (see supervisord.conf).
     for role in ("redis", "web", "beat", "controller"):
         env[f"FW_RUN_{role.upper()}"] = "1" if role in plan.roles else "0"
+    env["FW_RUN_SIMULATOR"] = "1" if plan.simulator else "0"
+    env["SIMULATOR_PORT"] = str(plan.simulator_port)
     return env
 
 

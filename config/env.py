@@ -27,6 +27,7 @@ Value = Union[str, int, bool, list, None]
 # Who reads a variable.  "django" is every program that loads the Django
 # settings: web, the workers, beat, the controller and manage.py.
 BOOT, SUPERVISORD, DJANGO = "boot", "supervisord", "django"
+SIMULATOR = "simulator"  # the bundled tenant simulator's own process (python -m simulator)
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # What each type accepts, as the docs show it.
 TYPES: dict[str, str] = {
@@ -153,9 +154,20 @@ SCHEMA: tuple[Variable, ...] = (
              "group's pool in workers/queues.py says.", "`4`", minimum=1),
     Variable("LOG_LEVEL", "choice", "INFO", "processes", _EVERYONE, "Log level of every program.", "`DEBUG`",
              choices=LOG_LEVELS),
-    Variable("SIMULATOR", "bool", False, "processes", _BOOT_DJANGO,
-             "Runs the bundled tenant simulator (the embedded demo). Not built yet: `true` is accepted, "
-             "warned about, and starts nothing.", "`true`"),
+    Variable("SIMULATOR", "bool", False, "processes", (BOOT,),
+             "Runs the bundled tenant simulator (the supervisor program `simulator`, on 127.0.0.1) and "
+             "registers it as the tenant `simulator`, so data flows on first start. `scripts/up` sets it "
+             "to `true` unless it is set; `false` leaves the simulator out and its tenant as it is "
+             "(docs/tenants.md).", "`false`"),
+    Variable("SIMULATOR_PORT", "port", 8090, "processes", (BOOT, SUPERVISORD, SIMULATOR),
+             "Port of the bundled tenant simulator on 127.0.0.1; its other `SIMULATOR_*` options are "
+             "read by the simulator itself (docs/tenants.md).", "`8091`"),
+    Variable("SIMULATOR_CLIENT_ID", "str", "flowwatch-demo", "processes", (DJANGO, SIMULATOR),
+             "OAuth2 client id the simulator accepts, and with which the tenant `simulator` is registered.",
+             "`demo`"),
+    Variable("SIMULATOR_CLIENT_SECRET", "secret", "flowwatch-demo-secret", "processes", (DJANGO, SIMULATOR),
+             "Its secret; change it when the simulator's port is reachable by others.", "`a-long-random-text`",
+             default_text="`flowwatch-demo-secret`"),
     Variable("METRICS_CONTROLLER_INTERVAL", "int", 5, "processes", _BOOT_DJANGO,
              "Seconds between controller ticks (`run_controller --interval` overrides it).", "`10`", minimum=1),
     # --- django -----------------------------------------------------------------------

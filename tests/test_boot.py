@@ -161,6 +161,8 @@ PROBLEMS = [
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ({"DJANGO_DEBUG": "yes"}, "DJANGO_DEBUG='yes' is not a boolean"),
     ({"SIMULATOR": "maybe"}, "SIMULATOR='maybe' is not a boolean"),
+    ({"SIMULATOR": "true", "SIMULATOR_PORT": "8000"}, "SIMULATOR_PORT=8000 is also WEB_PORT"),
+    ({"SIMULATOR_PORT": "0"}, "SIMULATOR_PORT"),
     ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT='smtp' is not a whole number"),
     ({"EMAIL_USE_TLS": "yes"}, "EMAIL_USE_TLS='yes' is not a boolean"),
     ({"METRICS_CONTROLLER_INTERVAL": "0"}, "METRICS_CONTROLLER_INTERVAL=0 must be at least 1"),
@@ -242,6 +244,19 @@ def test_up_refuses_a_busy_web_port(tmp_path):
         done = run_boot(tmp_path, "up", WEB_PORT=str(port), BOOT_ROLES="web")
     assert done.returncode == 2
     assert error_lines(done) == [f"error: WEB_PORT={port}: 127.0.0.1:{port} is already in use"]
+    assert not (tmp_path / "var").exists()
+
+
+def test_up_refuses_a_busy_simulator_port_before_writing_anything(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_boot(tmp_path, "up", SIMULATOR="true", SIMULATOR_PORT=str(port), BOOT_ROLES="web")
+    assert done.returncode == 2
+    assert f"error: SIMULATOR_PORT={port}: 127.0.0.1:{port} is already in use" in error_lines(done)
     assert not (tmp_path / "var").exists()
 
 

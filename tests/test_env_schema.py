@@ -49,7 +49,7 @@ def test_each_variable_is_declared_once_with_a_known_type_and_readers():
     assert len(names) == len(set(names))
     for variable in SCHEMA:
         assert variable.kind in env.TYPES, variable.name
-        assert variable.read_by and set(variable.read_by) <= {env.BOOT, env.SUPERVISORD, env.DJANGO}
+        assert variable.read_by and set(variable.read_by) <= {env.BOOT, env.SUPERVISORD, env.DJANGO, env.SIMULATOR}
         assert variable.help.endswith((".", ")")), variable.name
 
 
@@ -170,3 +170,11 @@ def test_boot_s_modules_import_only_the_standard_library_and_each_other(path):
         and not any(name == own or name.startswith(own + ".") for own in OWN_STDLIB_ONLY)
     )
     assert foreign == []
+
+
+def test_the_simulator_and_the_schema_agree_on_the_demo_credentials():
+    from simulator import config as simulator_config
+
+    assert env.BY_NAME["SIMULATOR_CLIENT_ID"].default == simulator_config.DEFAULT_CLIENT_ID
+    assert env.BY_NAME["SIMULATOR_CLIENT_SECRET"].default == simulator_config.DEFAULT_CLIENT_SECRET
+    assert env.BY_NAME["SIMULATOR_PORT"].default == simulator_config.Options().port
