@@ -35,7 +35,7 @@ from apps.metrics import snapshot as snapshots
 from apps.metrics.assess import Assessor, Change
 from apps.metrics.effects import Effects
 from apps.metrics.evaluate import CLEAR_TICKS, Thresholds
-from apps.metrics.leadership import Leadership
+from apps.metrics.leadership import Leadership, Renewer, leader_ttl
 from apps.metrics.models import QueueThreshold, cMetricSettings, iso
 from apps.metrics.outbox import Outbox
 from apps.metrics.snapshot import DatabaseStatus, Snapshot
@@ -68,10 +68,10 @@ class Controller:
         self.max_backoff = max(max_backoff, interval)
         self.publish_enabled = publish
         self.send_tasks = send_tasks
-        # The lock outlives a full backoff, so a leader in trouble is not
-        # replaced merely because it sleeps longer between ticks.
-        self.leader = Leadership(self.collector.broker_client, self.keys, ttl=max(3 * interval,
-                                                                                  self.max_backoff + interval))
+        # A short TTL, so a killed leader is replaced within three intervals;
+        # while the loop runs, the renewer keeps it across backoff sleeps.
+        self.leader = Leadership(self.collector.broker_client, self.keys, ttl=leader_ttl(interval))
+        self.renewer: Renewer | None = None
         self.effects = Effects()
         self.assessor = Assessor(self.layout, self.collector.servers, self.collector.queues, interval=interval,
                                  clear_ticks=clear_ticks, stall_ticks=stall_ticks)
@@ -89,13 +89,17 @@ class Controller:
         previous_handlers = self._install_signal_handlers()
         logger.info("controller started: interval %.1f s, %d queues, %d Redis servers",
                     self.interval, len(self.collector.queues), len(self.collector.servers))
+        self.renewer = Renewer(self.leader, stuck_after=self.max_backoff + 2 * self.interval)
+        self.renewer.start()
         try:
             while not self.stopping.is_set():
+                self.renewer.alive()
                 self.safe_tick()
                 if once:
                     break
                 self.stopping.wait(self.next_delay())
         finally:
+            self.renewer.stop()
             self.leader.release()
             self.collector.close()
             snapshots.close_group_publisher()
