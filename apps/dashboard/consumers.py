@@ -6,14 +6,18 @@ consumer forwards.  Message shapes are TypedDicts; one handler per type.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any, TypedDict
 
 import redis
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from apps.dashboard.metrics_api import GROUP, CacheUnavailable, is_superadmin, latest_snapshot
+from apps.dashboard.metrics_api import (FRAME_HEAD, FRAME_TAIL, GROUP, CacheUnavailable, is_superadmin,
+                                        latest_snapshot_json)
+from config.redis_layout import CHANNELS_GROUP_REFRESH
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +26,13 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_CHANNELS_DOWN = 4503
 
 
-class SnapshotEvent(TypedDict):
-    """What the controller sends to the group (contract: type metrics.snapshot)."""
+class SnapshotEvent(TypedDict, total=False):
+    """What the controller sends to the group (contract: type metrics.snapshot):
+    ``frame``, the websocket frame's text, encoded once for every socket.
+    A bare ``snapshot`` dict is still understood (and encoded here)."""
 
     type: str
+    frame: str
     snapshot: dict[str, Any]
 
 
@@ -45,6 +52,7 @@ class ErrorFrame(TypedDict):
 class MetricsConsumer(AsyncJsonWebsocketConsumer):
     groups: list[str] = []  # joined by hand in connect(), after the permission check
     joined = False  # in GROUP: leave it on disconnect
+    joined_at = 0.0  # time.monotonic() of the last group_add
     closed = False  # a close was sent already
 
     async def __call__(self, scope, receive, send) -> None:
@@ -77,9 +85,14 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             return
         # A dead channels Redis raises here; __call__ closes with 4503 and the
         # page polls /api/metrics/ while it retries with backoff.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
-        self.joined = True
+        await self._join()
         await self._send_current()
+
+    async def _join(self) -> None:
+        """Join (or join again) the group: channels-redis drops members
+        ``group_expiry`` after they joined, so a live socket renews its entry."""
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.joined, self.joined_at = True, time.monotonic()
 
     async def disconnect(self, code: int) -> None:
         if self.joined:
@@ -92,13 +105,19 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         """The page sends nothing that needs an answer; ignore it."""
 
     async def metrics_snapshot(self, event: SnapshotEvent) -> None:
-        await self.send_json(SnapshotFrame(type="snapshot", snapshot=event["snapshot"]))
+        """Forward the pre-encoded frame as it is: no JSON work per socket."""
+        frame = event.get("frame")
+        if frame is None:
+            frame = json.dumps(SnapshotFrame(type="snapshot", snapshot=event["snapshot"]))
+        await self.send(text_data=frame)
+        if time.monotonic() - self.joined_at > CHANNELS_GROUP_REFRESH:
+            await self._join()
 
     async def _send_current(self) -> None:
         try:
-            snapshot = await sync_to_async(latest_snapshot)()
+            body = await sync_to_async(latest_snapshot_json)()
         except CacheUnavailable as exc:
             await self.send_json(ErrorFrame(type="error", error="cache_unavailable", detail=str(exc)))
             return
-        if snapshot is not None:
-            await self.send_json(SnapshotFrame(type="snapshot", snapshot=snapshot))
+        if body is not None:
+            await self.send(text_data=FRAME_HEAD + body.decode() + FRAME_TAIL)

@@ -234,10 +234,11 @@ class Controller:
         if not self.publish_enabled:
             return
         up = {r["role"]: r["reachable"] for r in snapshot["redis"]}
+        encoded = snapshots.encode(snapshot)  # once per tick, for the cache and every socket
         if up.get("cache", True):
-            self.effects.attempt("cache", lambda: snapshots.publish_to_cache(snapshot))
+            self.effects.attempt("cache", lambda: snapshots.publish_to_cache(encoded))
         if up.get("channels", True):
-            self.effects.attempt("channels", lambda: snapshots.publish_to_group(snapshot))
+            self.effects.attempt("channels", lambda: snapshots.publish_to_group(encoded))
 
     def roll_up(self, snapshot: Snapshot) -> None:
         minute = datetime.now(dt_timezone.utc).replace(second=0, microsecond=0)
