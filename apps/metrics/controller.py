@@ -9,6 +9,7 @@ in the module that does that job:
 * the assessment: statuses, hysteresis, reasons — apps/metrics/assess.py;
 * the event outbox: save, show, alert — apps/metrics/outbox.py;
 * the per-minute history — apps/metrics/history.py;
+* work held by dead workers, handed back — apps/metrics/handback.py;
 * the readers of the broker and of INFO — workers/collect.py.
 
 Nothing in a tick may end the loop: Redis or the database going away turns
@@ -34,6 +35,7 @@ from apps.metrics import history, memory
 from apps.metrics import snapshot as snapshots
 from apps.metrics.assess import Assessor, Change
 from apps.metrics.effects import Effects
+from apps.metrics.handback import HandBack
 from apps.metrics.evaluate import CLEAR_TICKS, Thresholds
 from apps.metrics.leadership import Leadership, Renewer, leader_ttl
 from apps.metrics.models import QueueThreshold, cMetricSettings, iso
@@ -76,6 +78,7 @@ class Controller:
         self.assessor = Assessor(self.layout, self.collector.servers, self.collector.queues, interval=interval,
                                  clear_ticks=clear_ticks, stall_ticks=stall_ticks)
         self.outbox = Outbox(self.effects)
+        self.handback = HandBack(self.collector.broker_client, self.keys)
         self.thresholds = Thresholds()
         self.state_loaded = False
         self.stopping = threading.Event()
@@ -148,6 +151,8 @@ class Controller:
         self.load_thresholds()
         collection = self.collector.collect()
         snapshot, changes = self.evaluate(collection)
+        if collection.broker is not None:
+            changes += self.handback.run()  # work of dead workers back to its queues
         self.outbox.record(changes)
         snapshot["events"] = self.outbox.events()
         self.publish(snapshot)
