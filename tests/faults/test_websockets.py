@@ -39,6 +39,7 @@ async def burst(stack, session: str) -> dict:
     firsts = await asyncio.gather(*(first_frame(s) for s in sockets), return_exceptions=True)
     open_seconds = time.monotonic() - started
     closed = sum(isinstance(f, ConnectionClosed) for f in firsts)
+    close_codes = sorted({f.rcvd.code if f.rcvd else 1006 for f in firsts if isinstance(f, ConnectionClosed)})
     latest = max(f["snapshot"]["collected_at"] for f in firsts if isinstance(f, dict) and f["type"] == "snapshot")
     members = stack.broker(db=3).zcard(GROUP_KEY)
     fed = await asyncio.gather(*(next_snapshot_after(s, latest) for s in sockets), return_exceptions=True)
@@ -46,7 +47,7 @@ async def burst(stack, session: str) -> dict:
     deflate = sum(1 for s in sockets if "permessage-deflate" in (s.response.headers.get("Sec-WebSocket-Extensions")
                                                                    or ""))
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-    return {"opened": len(sockets), "refused": refused[:3], "refused_count": len(refused), "closed_early": closed,
+    return {"opened": len(sockets), "refused": refused[:3], "refused_count": len(refused), "closed_early": closed, "close_codes": close_codes,
             "members_while_open": members, "fed": len(frames),
             "one_collected_at": len({f["snapshot"]["collected_at"] for f in frames}) == 1,
             "deflate": deflate, "open_seconds": round(open_seconds, 1)}
