@@ -68,6 +68,10 @@ class FaultStack(Stack):
         assert done.returncode == 0, done.stderr
         return done.stdout.strip().splitlines()[-1]
 
+    def log_tail(self, program: str, chars: int = 3000) -> str:
+        log = self.var_dir / "log" / f"{program}.log"
+        return log.read_text(errors="replace")[-chars:] if log.exists() else f"(no {log.name})"
+
     def snapshot(self) -> dict | None:
         status, body = self.get("/api/metrics/", Authorization=f"Bearer {self.env['METRICS_API_TOKEN']}")
         return json.loads(body) if status == 200 else None
@@ -87,7 +91,8 @@ class FaultStack(Stack):
         return [n.decode().split()[0] for n in self.broker().lrange(f"fw:drill:{token}", 0, -1)]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "") -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "",
+               explain: Callable[[], str] = lambda: "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -97,7 +102,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0
         if found:
             return found
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}")
+            pytest.fail(f"not within {timeout:.0f} s: {what}\n{explain()}")
         time.sleep(interval)
 
 

@@ -73,19 +73,26 @@ def test_every_cache_backed_read_answers_within_two_seconds_of_a_frozen_redis(st
 def test_a_full_broker_refuses_new_tasks_reports_it_and_recovers(stack):
     client = stack.broker()
     # A status still critical from an earlier fault (it clears with hysteresis) would hide the event.
-    wait_until(lambda: broker_entry(stack.snapshot())["status"] != "critical", timeout=60, interval=1.0,
-               what="the broker's status below critical before the test")
+    since = datetime.now().astimezone().isoformat()
+    wait_until(lambda: (s := stack.snapshot()) and s["collected_at"] > since
+               and broker_entry(s)["status"] != "critical", timeout=90, interval=1.0,
+               what="a fresh snapshot with the broker below critical before the test")
     used = client.info("memory")["used_memory"]
     client.config_set("maxmemory", used + 4 * 1024 * 1024)
-    refused, accepted = 0, []
-    filler = 0
-    try:
-        while True:  # fill up to maxmemory, as a runaway backlog would
+    refused, accepted, fillers = 0, [], []
+
+    def top_up() -> None:
+        """Write until Redis refuses, as a runaway backlog would; again whenever keys
+        expiring elsewhere made room."""
+        while True:
             try:
-                client.set(f"fw-test:filler:{filler}", b"x" * 256 * 1024)
+                client.set(f"fw-test:filler:{len(fillers)}", b"x" * 64 * 1024)
             except redis.OutOfMemoryError:
-                break
-            filler += 1
+                return
+            fillers.append(len(fillers))
+
+    try:
+        top_up()
         for _ in range(10):
             token = uuid.uuid4().hex
             try:
@@ -95,10 +102,10 @@ def test_a_full_broker_refuses_new_tasks_reports_it_and_recovers(stack):
                 assert "maxmemory" in str(exc), repr(exc)
                 refused += 1
         # The cache shares the full Redis, so the snapshot cannot be cached: read the event.
-        reasons = wait_until(lambda: broker_events(stack), timeout=3 * INTERVAL + 20,
-                             interval=1.0, what="a critical event for the broker")
+        reasons = wait_until(lambda: top_up() or broker_events(stack), timeout=3 * INTERVAL + 20, interval=1.0,
+                             what="a critical event for the broker", explain=lambda: stack.log_tail("controller"))
     finally:
-        client.delete(*[f"fw-test:filler:{i}" for i in range(filler + 1)])
+        client.delete(*[f"fw-test:filler:{i}" for i in range(len(fillers) + 1)])
         client.config_set("maxmemory", 0)
     restored = time.monotonic()
     seconds = a_drill_finishes(stack, timeout=60)
@@ -199,7 +206,7 @@ def test_redis_restarted_while_tasks_flow(stack):
     time.sleep(3)
     restart_wall = time.time()
     output = stack.supervisorctl("restart", "redis")
-    restarted = time.monotonic()
+    restarted, back_wall = time.monotonic(), time.time()
     time.sleep(8)
     sender.stopping.set()
     sender.join(30)
@@ -208,14 +215,17 @@ def test_redis_restarted_while_tasks_flow(stack):
     after = datetime.fromtimestamp(restart_wall).astimezone().isoformat()
     collected = asyncio.run(snapshot_over_a_new_socket(stack, session, after))
     to_socket = time.monotonic() - restarted
+    # Sent while supervisorctl restarted it: into the old server or the new one, by luck.
     before = [t for t, at in sender.sent.items() if at < restart_wall]
-    later = [t for t, at in sender.sent.items() if at >= restart_wall]
+    during = [t for t, at in sender.sent.items() if restart_wall <= at < back_wall]
+    later = [t for t, at in sender.sent.items() if at >= back_wall]
     lost = [t for t in before if t not in sender.runs]
-    first_run_after = min((at for t, at in sender.sent.items() if at >= restart_wall and t in sender.runs),
+    first_run_after = min((at for t, at in sender.sent.items() if at >= back_wall and t in sender.runs),
                           default=None)
     events = [e for e in stack.snapshot()["events"] if e["kind"] == "restart"]
     report("Redis restarted while tasks flow", sent=len(sender.sent), send_failed=sender.failed,
-           sent_before=len(before), lost_with_the_restart=len(lost),
+           sent_before=len(before), lost_with_the_restart=len(lost), sent_while_restarting=len(during),
+           lost_while_restarting=sum(1 for t in during if t not in sender.runs),
            ran_after=sum(1 for t in later if t in sender.runs), not_run_after=sum(1 for t in later
                                                                                   if t not in sender.runs),
            repeated=sum(1 for notes in sender.runs.values() if notes.count("start") > 1),
