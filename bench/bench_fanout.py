@@ -11,8 +11,9 @@ ports:
 * flowwatch — ``config.asgi:application``: the real consumer behind session
   authentication, fed by the controller's publisher path (the snapshot
   encoded once, ``{"type": "metrics.snapshot", "frame": ...}`` to the group);
-* anchor    — ``bench.fanout_anchor:application``: bare channels-redis, one
-  consumer per socket forwarding the same pre-encoded frame.
+* anchor    — ``bench.fanout_anchor:application``: bare channels-redis (with the
+  same waiting pool), one consumer per socket forwarding the same pre-encoded
+  frame.
 
 Each server gets ``--sockets`` websockets opened at once (all must open and
 stay open), then ``--snapshots`` snapshots of the real size (~19 KB), one a
@@ -46,7 +47,7 @@ MARK = '"collected_at": "'
 
 
 def fake_snapshot(sent_at: float) -> dict:
-    """A snapshot the size of a real one: 18 queues, four roles, 20 events."""
+    """A snapshot about the size of a real one (~19 KB): 18 queues, four roles, 35 events."""
     queue = {"name": "messagelog_read", "lane": "read", "group": "messagelog", "depth": 12,
              "by_priority": {"0": 12}, "oldest_age_seconds": 1.5, "consumers": 1, "processed_per_minute": 40.0,
              "processed_total": 1234, "warn": 1000, "critical": 5000, "status": "ok", "reasons": []}
@@ -57,7 +58,7 @@ def fake_snapshot(sent_at: float) -> dict:
              "old_status": "ok", "new_status": "warn", "message": "queue ai is warn (was ok): no consumer " * 3,
              "details": {"reasons": ["no consumer"] * 4}}
     return {"collected_at": f"{sent_at:.6f}", "duration_ms": 2.1, "queues": [queue] * 18, "unacked": {},
-            "redis": [role] * 4, "workers": [], "thresholds": {"queue_warn": 1000}, "events": [event] * 20,
+            "redis": [role] * 4, "workers": [], "thresholds": {"queue_warn": 1000}, "events": [event] * 35,
             "database": {"reachable": True, "error": None}, "controller": {"interval": 5.0}}
 
 
@@ -83,7 +84,8 @@ def session_for_superadmin(env: dict[str, str]) -> str:
 
 def start_uvicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-               "--ws", "websockets", "--lifespan", "off", "--log-level", "warning"]
+               "--ws", "websockets", "--lifespan", "off", "--timeout-graceful-shutdown", "10",
+               "--log-level", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
@@ -147,7 +149,11 @@ def run(name: str, app: str, env: dict[str, str], args: argparse.Namespace, sess
         return asyncio.run(measure(port, args.sockets, args.snapshots, session))
     finally:
         server.terminate()
-        server.wait(20)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
 
 
 def main() -> None:

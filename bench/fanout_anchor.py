@@ -3,6 +3,9 @@
 One consumer per socket joins a group and forwards each pre-encoded frame
 as it is: what any fan-out over channels-redis costs at the least.  Served
 by the same uvicorn flags as Flowwatch (``uvicorn bench.fanout_anchor:application``).
+Its layer is channels-redis' core layer with the waiting pool Flowwatch uses
+(workers/channels_layer.py): with channels-redis' own pool, 1000 sockets
+joining at once fail with ``MaxConnectionsError`` before any fan-out.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from django.conf import settings
 
 if not settings.configured:
     settings.configure(
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+        CHANNEL_LAYERS={"default": {"BACKEND": "workers.channels_layer.FlowwatchChannelLayer",
                                     "CONFIG": {"hosts": [{"address": os.environ["BENCH_CHANNELS_URL"],
                                                           "socket_timeout": 10}],
                                                "prefix": "fw-channels"}}},
