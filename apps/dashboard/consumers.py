@@ -6,6 +6,7 @@ consumer forwards.  Message shapes are TypedDicts; one handler per type.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 # Close codes the page understands (4000-4999 are for applications).
 CLOSE_FORBIDDEN = 4403
 CLOSE_CHANNELS_DOWN = 4503
+# How long a socket closed for a channels error tries to leave the group.
+LEAVE_TIMEOUT = 0.5
 
 
 class SnapshotEvent(TypedDict, total=False):
@@ -66,6 +69,7 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except (redis.RedisError, OSError) as exc:
             logger.warning("metrics websocket closed: channels Redis unavailable (%s)", type(exc).__name__)
+            await self._leave_quickly()
             if not self.closed:
                 try:
                     await send({"type": "websocket.close", "code": CLOSE_CHANNELS_DOWN})
@@ -99,7 +103,16 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             try:
                 await self.channel_layer.group_discard(GROUP, self.channel_name)
             except (redis.RedisError, OSError):
-                pass  # the group entry expires by itself (channels-redis group_expiry)
+                pass  # the group entry expires by itself (channels-redis group_expiry, an hour)
+            self.joined = False
+
+    async def _leave_quickly(self) -> None:
+        """Leave the group when Redis lets us at once; a hung Redis must not
+        delay the close (the entry then expires with group_expiry)."""
+        try:
+            await asyncio.wait_for(self.disconnect(CLOSE_CHANNELS_DOWN), LEAVE_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The page sends nothing that needs an answer; ignore it."""
