@@ -21,6 +21,18 @@ second. The latency of a socket is the time from just before ``group_send``
 to the frame's arrival in the client; it prints p50, p99 and the worst over
 every socket and snapshot, whether permessage-deflate was negotiated, and
 the ratio of the p99s.
+
+On this project's 2-core machine, shared with other work (noisy; the ratio
+holds better than the milliseconds; the client's own inflating of 1000
+frames is part of both figures):
+
+    1000 sockets, 10 snapshots of 18474 bytes each
+    server      frames   p50 ms   p99 ms   max ms  deflate
+    flowwatch    10000    402.4    687.4    708.8     1000
+    anchor       10000    369.8    773.2    788.4     1000
+    p99 ratio flowwatch / anchor: 0.89x
+
+(another run, under heavier load: p99 1840 ms against 1591 ms, 1.16x).
 """
 
 from __future__ import annotations
