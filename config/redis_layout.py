@@ -79,6 +79,12 @@ CHANNELS_BLOCKING_TIME = 5.0
 # Twice the wait: room for a loaded server, and still a bound on how long a
 # black-holed channels Redis holds a reader before the page falls back.
 CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
+CHANNELS_BACKEND = "workers.channels_layer.FlowwatchChannelLayer"
+# A group member that never left (its process died, or Redis was away when
+# its socket closed) is dropped this long after it joined; a live socket
+# joins again every CHANNELS_GROUP_REFRESH seconds, so it is never dropped.
+CHANNELS_GROUP_EXPIRY = 3600
+CHANNELS_GROUP_REFRESH = 900
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
 W_SHARED_DB = "flowwatch.W001"
@@ -236,9 +242,11 @@ def channels_host(layout: Layout) -> dict[str, object]:
 
 
 def channel_layers(layout: Layout) -> dict[str, dict[str, object]]:
-    """Django's CHANNEL_LAYERS for ``layout``."""
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                        "CONFIG": {"hosts": [channels_host(layout)], "prefix": CHANNELS_PREFIX}}}
+    """Django's CHANNEL_LAYERS for ``layout``: channels-redis' core layer with a
+    pool that waits for a connection (workers/channels_layer.py)."""
+    return {"default": {"BACKEND": CHANNELS_BACKEND,
+                        "CONFIG": {"hosts": [channels_host(layout)], "prefix": CHANNELS_PREFIX,
+                                   "group_expiry": CHANNELS_GROUP_EXPIRY}}}
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

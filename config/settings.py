@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -145,13 +146,17 @@ CACHES = {
         "LOCATION": REDIS_LAYOUT.url("cache"),
         "KEY_PREFIX": redis_layout.CACHE_KEY_PREFIX,
         "OPTIONS": {
+            # A circuit breaker: after a failure the cache is skipped for 5 s
+            # (apps/core/cache_client.py), so a page pays one timeout, not one per read.
+            "CLIENT_CLASS": "apps.core.cache_client.BreakerClient",
             "SOCKET_CONNECT_TIMEOUT": redis_layout.CONNECT_TIMEOUT,
             "SOCKET_TIMEOUT": redis_layout.SOCKET_TIMEOUT,
             "CONNECTION_POOL_KWARGS": {
                 "health_check_interval": 30,
-                # One immediate retry (a pooled connection that a Redis restart
-                # broke), no backoff: a dead cache answers 503 within 2 s.
-                "retry": Retry(NoBackoff(), 1),
+                # One immediate retry, for a pooled connection that a Redis
+                # restart broke; a timeout is not retried: a frozen cache
+                # answers 503 after one read timeout (1 s), within 2 s.
+                "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
                 **REDIS_LAYOUT.ssl_kwargs("cache"),
             },
         },

@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def closed_cache_breaker():
+    """Each test starts with the cache's circuit breaker closed: an outage one
+    test staged must not make the next test's cache reads fail at once."""
+    from apps.core.cache_client import breaker
+
+    breaker.succeeded()
+    yield
+    breaker.succeeded()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     """A file test database, so worker and server subprocesses share it."""

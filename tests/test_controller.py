@@ -20,7 +20,8 @@ from apps.metrics.controller import Controller
 from apps.metrics.evaluate import Hysteresis, Thresholds
 from apps.metrics.models import MetricEvent, QueueSample, RedisSample, RedisServerState, iso
 from apps.metrics.snapshot import (GROUP, ControllerInfo, DatabaseStatus, EventEntry, Persistence, QueueEntry,
-                                   RedisEntry, Snapshot, Unacked, WorkerEntry, latest_snapshot)
+                                   RedisEntry, Snapshot, Unacked, WorkerEntry, latest_snapshot,
+                                   latest_snapshot_json)
 from tests.conftest import ROOT, subprocess_env
 from tests.servers import RedisServer
 from tests.test_metrics_support import fake_worker, fill, layout_for, private_server, queue, role, wait_for
@@ -128,7 +129,9 @@ def test_a_tick_publishes_the_snapshot_to_the_cache_and_the_channels_group(clean
     message = received[0]
     assert message["type"] == "metrics.snapshot"
     cached = latest_snapshot()
-    assert cached == message["snapshot"]
+    # One encoding for both: the frame carries exactly the cached JSON.
+    assert message["frame"] == '{"type": "snapshot", "snapshot": ' + latest_snapshot_json().decode() + "}"
+    assert json.loads(message["frame"]) == {"type": "snapshot", "snapshot": cached}
     assert [q["name"] for q in cached["queues"]][:2] == ["messagelog_read", "messagelog_read_cold"]
     assert {"collected_at", "duration_ms", "queues", "unacked", "redis", "workers", "thresholds",
             "events"} <= set(cached)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from config.redis_layout import channel_layers, resolve
 from tests.test_dashboard_snapshots import make_snapshot, publish
 
 PATH = "/ws/superadmin/metrics/"
+GROUP_KEY = "fw-channels:group:superadmin_metrics"
 ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
@@ -205,3 +207,28 @@ def test_a_channels_redis_that_stops_answering_is_noticed_within_the_read_timeou
         settings.CHANNEL_LAYERS = channel_layers(resolve({"CHANNELS_REDIS_URL": server.url(3)}))
         output = close_seen_after_freezing(headers, server, timeout=CHANNELS_SOCKET_TIMEOUT + 5)
     assert output == {"type": "websocket.close", "code": 4503}
+
+
+@async_to_sync
+async def join_times_around_a_snapshot(headers, channels_client) -> tuple[float, float]:
+    comm = communicator(headers)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.receive_json_from(timeout=5)
+    (_, joined), = channels_client.zrange(GROUP_KEY, 0, -1, withscores=True)
+    await sync_to_async(publish)(make_snapshot({"ai": 2}))
+    await comm.receive_json_from(timeout=5)
+    await asyncio.sleep(0.2)  # the consumer joins again after forwarding the frame
+    (_, rejoined), = channels_client.zrange(GROUP_KEY, 0, -1, withscores=True)
+    await comm.disconnect()
+    return joined, rejoined
+
+
+def test_an_open_socket_renews_its_group_membership_before_it_would_expire(ws_db, superadmin, monkeypatch,
+                                                                          clean_redis):
+    from apps.dashboard import consumers
+
+    monkeypatch.setattr(consumers, "CHANNELS_GROUP_REFRESH", 0.0)  # due at once, instead of after 15 minutes
+    publish(make_snapshot({"ai": 1}))
+    joined, rejoined = join_times_around_a_snapshot(headers_for(superadmin), clean_redis.client(3))
+    assert rejoined > joined
+    assert clean_redis.client(3).zcard(GROUP_KEY) == 0  # and it left on disconnect

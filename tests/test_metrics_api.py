@@ -173,3 +173,15 @@ def test_prune_history_drops_what_is_older_than_the_retention(published):
     counts = prune_history.run()
     assert counts["queue_samples"] == 1 and counts["events"] == 1
     assert QueueSample.objects.filter(queue="ai").count() == 1
+
+
+def test_the_api_answers_the_cached_bytes_as_jsonresponse_would_spell_them(client, published, superadmin):
+    from django.http import JsonResponse
+
+    from apps.metrics.snapshot import latest_snapshot_json
+
+    client.force_login(superadmin)
+    response = client.get("/api/metrics/")
+    assert response["Content-Type"] == "application/json"
+    assert response.content == latest_snapshot_json()  # served as cached: no decode, no encode
+    assert response.content == JsonResponse(published).content  # the JSON the endpoint always gave

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -60,7 +61,7 @@ def test_publishing_recovers_by_itself_after_the_channels_redis_restarts(channel
     assert ready.wait(10)
     publish_to_group({"n": 3})
     listener.join(15)
-    assert received[0]["snapshot"] == {"n": 3}
+    assert json.loads(received[0]["frame"]) == {"type": "snapshot", "snapshot": {"n": 3}}
 
 
 def test_a_stopped_controller_closes_its_channels_connection(clean_redis, channels_redis):
@@ -68,3 +69,15 @@ def test_a_stopped_controller_closes_its_channels_connection(clean_redis, channe
     Controller(send_tasks=False).run(once=True)
     assert not group_publisher.running
     wait_for(lambda: observer.info("clients")["connected_clients"] == 1)  # only the observer is left
+
+
+def test_the_first_snapshot_after_a_channels_redis_restart_is_delivered(channels_redis):
+    publish_to_group({"n": 1})  # the publisher's pooled connection is open
+    channels_redis.restart()
+    ready, received = threading.Event(), []
+    listener = threading.Thread(target=listen_once, args=(GROUP, ready, received))
+    listener.start()
+    assert ready.wait(10)
+    publish_to_group({"n": 2})  # no exception: the broken connection is replaced within the send
+    listener.join(15)
+    assert json.loads(received[0]["frame"])["snapshot"] == {"n": 2}

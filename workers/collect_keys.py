@@ -64,6 +64,11 @@ class BrokerKeys:
         # Steps that fold into the same list (e.g. [0, 0, 3]) must count once.
         return [self.prefix + name for name in dict.fromkeys(names)]
 
+    def sub_queue_for(self, queue: str, priority: int) -> str:
+        """The list kombu puts a message of this priority in (as its _put and restore do)."""
+        namer = _KombuNamer(list(self.priority_steps), self.sep)
+        return self.prefix + namer._q_for_pri(queue, priority)
+
     @property
     def unacked_key(self) -> str:
         return self.prefix + self.unacked

@@ -16,6 +16,12 @@ behind kombu's ``global_keyprefix``):
     ``instance`` is random per worker start (:func:`remember_worker_name`), so
     a worker that supervisor restarts under the same name is told apart from
     the one that crashed: locks carry it in their owner (:func:`lock_owner`).
+``fw:held:<group@host#instance>`` (string) and ``fw:held`` (set)
+    the delivery tags this worker holds (taken, not acknowledged), written
+    every :data:`workers.handback.HOLD_INTERVAL` seconds by the same thread
+    and expiring :data:`workers.handback.HOLD_TTL` seconds after the last
+    write; the controller hands back what no live worker holds
+    (workers/handback.py).
 ``fw:processed:<epoch minute>`` (hash)
     field = queue, value = tasks finished in that minute (``task_postrun``,
     keyed by the delivery's routing key).  Expires after
@@ -44,6 +50,7 @@ from typing import Any
 import redis
 from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
 
+from workers import handback
 from workers.collect_keys import BrokerKeys
 from workers.log_once import LogOnce
 from workers.queues import QUEUE_NAMES
@@ -165,8 +172,30 @@ def count_processed(client: redis.Redis, keys: BrokerKeys, queue: str, now: floa
     pipe.execute()
 
 
+def held_tags() -> set[str]:
+    """Delivery tags of every request this worker process holds: reserved,
+    running, or waiting for its ETA (all unacknowledged in the broker)."""
+    from celery.worker import state
+
+    for _attempt in range(3):  # the consumer thread may change the sets while we copy them
+        try:
+            requests = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
+            break
+        except RuntimeError:
+            continue
+    else:
+        requests = []
+    tags = set()
+    for request in requests:
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if tag is not None:
+            tags.add(str(tag))
+    return tags
+
+
 class _Beater(threading.Thread):
-    """Writes this worker's heartbeat every HEARTBEAT_INTERVAL seconds."""
+    """Writes this worker's holdings every HOLD_INTERVAL seconds and its
+    heartbeat every HEARTBEAT_INTERVAL seconds."""
 
     def __init__(self, keys: BrokerKeys, name: str, queues: list[str], instance: str) -> None:
         super().__init__(name="fw-heartbeat", daemon=True)
@@ -178,9 +207,21 @@ class _Beater(threading.Thread):
         payload = heartbeat_payload(self.worker_name, self.queues, self.started_at, self.instance)
         return _guarded("heartbeat", lambda: write_heartbeat(broker_client(), self.keys, payload))
 
+    @property
+    def owner(self) -> str:
+        return f"{self.worker_name}{INSTANCE_SEPARATOR}{self.instance}"
+
+    def hold(self) -> bool:
+        tags = held_tags()
+        return _guarded("holdings", lambda: handback.write_holdings(broker_client(), self.keys, self.owner, tags))
+
     def run(self) -> None:
-        while not self.stopping.wait(HEARTBEAT_INTERVAL):
-            self.beat()
+        last_beat = time.monotonic()
+        while not self.stopping.wait(handback.HOLD_INTERVAL):
+            self.hold()
+            if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
+                self.beat()
+                last_beat = time.monotonic()
 
 
 def new_instance() -> str:
@@ -216,6 +257,7 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
         _state.update(name=name, instance=new_instance())
     beater = _Beater(_keys(sender.app), name, queues, _state["instance"])
     beater.beat()
+    beater.hold()
     beater.start()
     _state["beater"] = beater
 
@@ -227,6 +269,8 @@ def stop_heartbeat(sender: Any = None, **_: Any) -> None:
         return
     beater.stopping.set()
     _guarded("heartbeat removal", lambda: remove_heartbeat(broker_client(), beater.keys, beater.worker_name))
+    # Warm shutdown: kombu hands back what is unfinished; these tags are no orphans to settle.
+    _guarded("holdings removal", lambda: handback.remove_holdings(broker_client(), beater.keys, beater.owner))
 
 
 @task_postrun.connect
@@ -238,3 +282,4 @@ def count_finished_task(sender: Any = None, task: Any = None, **_: Any) -> None:
         return
     keys = _keys(task.app)
     _guarded("processed counter", lambda: count_processed(broker_client(), keys, queue))
+

@@ -41,6 +41,8 @@ _ACQUIRE = ("if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
             "redis.call('sadd', KEYS[2], KEYS[1]) return 1 end return 0")
 _RELEASE = ("if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('srem', KEYS[2], KEYS[1]) "
             "return redis.call('del', KEYS[1]) end return 0")
+# For holders that prove a lock's owner dead by other means (the leader lock).
+RELEASE_SCRIPT = _RELEASE
 _EXTEND = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
            "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0")
 

@@ -29,3 +29,40 @@ def probe(self, queue: str, sent_at: float, hold_seconds: float = 0.0) -> dict[s
         "sent_at": sent_at,
         "received_at": time.time(),
     }
+
+
+# Fault drills (tests/faults/, docs/recovery.md): a task that holds its worker
+# and counts its runs, so "handed back once, run once" can be checked.
+DRILL_RUNS_TTL = 3600
+
+
+def _note(task: Any, token: str, what: str) -> None:
+    """Append ``<what> <worker> <time>`` to ``fw:drill:<token>`` in the broker."""
+    from workers.collect_keys import BrokerKeys
+    from workers.heartbeat import broker_client
+
+    key = BrokerKeys.from_options(task.app.conf.broker_transport_options).fw("drill", token)
+    pipe = broker_client().pipeline(transaction=False)
+    pipe.rpush(key, f"{what} {task.request.hostname or '?'} {time.time():.3f}")
+    pipe.expire(key, DRILL_RUNS_TTL)
+    pipe.execute()
+
+
+def _drill(task: Any, token: str, hold_seconds: float) -> None:
+    _note(task, token, "start")
+    if hold_seconds > 0:
+        time.sleep(min(hold_seconds, MAX_HOLD_SECONDS))
+    _note(task, token, "done")
+
+
+@routed_task(DEFAULT_QUEUE, name="workers.probe.drill", bind=True)
+def drill(self, token: str, hold_seconds: float = 0.0) -> None:
+    """Note its start and end under ``fw:drill:<token>``, holding its worker
+    in between; acknowledged after it ran, like every task."""
+    _drill(self, token, hold_seconds)
+
+
+@routed_task(DEFAULT_QUEUE, name="workers.probe.drill_once", bind=True, repeat_safe=False)
+def drill_once(self, token: str, hold_seconds: float = 0.0) -> None:
+    """:func:`drill` for a task marked not safe to repeat: parked, not handed back."""
+    _drill(self, token, hold_seconds)

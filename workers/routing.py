@@ -19,6 +19,7 @@ task carries it, so ``apply_async()`` without a queue lands there.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from celery import shared_task
@@ -26,6 +27,7 @@ from celery.app.amqp import AMQP
 from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
+from workers.handback import REPEAT_UNSAFE_HEADER
 from workers.queues import DEFAULT_QUEUE, FAMILIES, QUEUE_NAMES
 
 # Header stamped on every task at publish; the controller reads it from the
@@ -35,19 +37,32 @@ SENT_AT_HEADER = "fw_sent_at"
 
 # Task name -> its queue, filled by routed_task as task modules are imported.
 _ROUTES: dict[str, str] = {}
+# Tasks declared with repeat_safe=False: their messages carry REPEAT_UNSAFE_HEADER.
+_REPEAT_UNSAFE: set[str] = set()
+# kombu's Redis default, when the transport options do not set one.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 
 class UndeclaredQueue(LookupError):
     """A task was sent to, or declared on, a queue the queue table does not declare."""
 
 
-def routed_task(queue: str, **celery_options: Any) -> Callable[[Callable[..., Any]], Any]:
+class EtaBeyondVisibility(ValueError):
+    """A task's ETA or countdown lies beyond the broker's visibility timeout."""
+
+
+def routed_task(queue: str, *, repeat_safe: bool = True,
+                **celery_options: Any) -> Callable[[Callable[..., Any]], Any]:
     """``celery.shared_task`` that runs on ``queue``, a queue of the table.
 
     An undeclared queue is refused here, when the module defining the task is
     imported, not when the first message is sent. ``celery_options`` go to
     ``shared_task`` unchanged (``bind``, ``name``, retries, ...); the task's
     name defaults to ``module.function`` as Celery's does.
+
+    ``repeat_safe=False`` marks a task whose second run would do harm: when
+    the worker holding it dies, the controller parks and reports it instead of
+    handing it back (workers/handback.py).
     """
     if queue not in QUEUE_NAMES:
         raise UndeclaredQueue(f"routed_task: queue {queue!r} is not declared in workers/queues.py")
@@ -57,9 +72,16 @@ def routed_task(queue: str, **celery_options: Any) -> Callable[[Callable[..., An
         if _ROUTES.get(name, queue) != queue:
             raise ValueError(f"routed_task: task {name!r} is already routed to {_ROUTES[name]!r}, not {queue!r}")
         _ROUTES[name] = queue
-        return shared_task(**{**celery_options, "name": name, "queue": queue})(function)
+        if not repeat_safe:
+            _REPEAT_UNSAFE.add(name)
+        return shared_task(**{**celery_options, "name": name, "queue": queue,
+                              "repeat_safe": repeat_safe})(function)
 
     return declare
+
+
+def repeat_unsafe_tasks() -> set[str]:
+    return set(_REPEAT_UNSAFE)
 
 
 def task_routes() -> dict[str, str]:
@@ -125,16 +147,41 @@ class GuardedAMQP(AMQP):
         send = super()._create_task_sender()
         default_queue = self.app.conf.task_default_queue
 
+        visibility = float(self.app.conf.broker_transport_options.get("visibility_timeout")
+                           or DEFAULT_VISIBILITY_TIMEOUT)
+
         def send_task_message(producer, name, message, exchange=None, routing_key=None, queue=None, **kwargs):
             destination(exchange, routing_key, queue, default_queue)
+            check_eta(name, message.headers.get("eta"), visibility)
             return send(producer, name, message, exchange=exchange, routing_key=routing_key, queue=queue, **kwargs)
 
         return send_task_message
 
 
+def check_eta(name: str, eta: str | None, visibility_timeout: float, now: float | None = None) -> None:
+    """Refuse an ETA (or countdown) further away than the visibility timeout.
+
+    A worker holds such a message unacknowledged until it is due; past the
+    visibility timeout kombu hands it to a second worker, and it runs twice.
+    """
+    if not eta:
+        return
+    moment = datetime.fromisoformat(eta)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    ahead = moment.timestamp() - (time.time() if now is None else now)
+    if ahead > visibility_timeout:
+        raise EtaBeyondVisibility(
+            f"task {name!r}: its ETA is {ahead:.0f} s away, beyond the broker's visibility timeout "
+            f"({visibility_timeout:.0f} s, CELERY_VISIBILITY_TIMEOUT): a worker would hold it unacknowledged "
+            "that long and it would run twice. Use a shorter countdown, or a periodic job in beat.")
+
+
 @before_task_publish.connect
-def stamp_sent_at(headers: dict | None = None, **_: Any) -> None:
-    """Stamp the send time into the headers: the controller ages queues by it."""
+def stamp_sent_at(sender: str | None = None, headers: dict | None = None, **_: Any) -> None:
+    """Stamp the send time into the headers: the controller ages queues by it;
+    and mark tasks that are not safe to repeat, for the controller's hand-back."""
     if headers is not None:
         headers.setdefault(SENT_AT_HEADER, time.time())
-
+        if sender in _REPEAT_UNSAFE:
+            headers[REPEAT_UNSAFE_HEADER] = 1

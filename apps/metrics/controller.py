@@ -9,6 +9,7 @@ in the module that does that job:
 * the assessment: statuses, hysteresis, reasons — apps/metrics/assess.py;
 * the event outbox: save, show, alert — apps/metrics/outbox.py;
 * the per-minute history — apps/metrics/history.py;
+* work held by dead workers, handed back — apps/metrics/handback.py;
 * the readers of the broker and of INFO — workers/collect.py.
 
 Nothing in a tick may end the loop: Redis or the database going away turns
@@ -34,8 +35,9 @@ from apps.metrics import history, memory
 from apps.metrics import snapshot as snapshots
 from apps.metrics.assess import Assessor, Change
 from apps.metrics.effects import Effects
+from apps.metrics.handback import HandBack
 from apps.metrics.evaluate import CLEAR_TICKS, Thresholds
-from apps.metrics.leadership import Leadership
+from apps.metrics.leadership import Leadership, Renewer, leader_ttl
 from apps.metrics.models import QueueThreshold, cMetricSettings, iso
 from apps.metrics.outbox import Outbox
 from apps.metrics.snapshot import DatabaseStatus, Snapshot
@@ -68,14 +70,15 @@ class Controller:
         self.max_backoff = max(max_backoff, interval)
         self.publish_enabled = publish
         self.send_tasks = send_tasks
-        # The lock outlives a full backoff, so a leader in trouble is not
-        # replaced merely because it sleeps longer between ticks.
-        self.leader = Leadership(self.collector.broker_client, self.keys, ttl=max(3 * interval,
-                                                                                  self.max_backoff + interval))
+        # A short TTL, so a killed leader is replaced within three intervals;
+        # while the loop runs, the renewer keeps it across backoff sleeps.
+        self.leader = Leadership(self.collector.broker_client, self.keys, ttl=leader_ttl(interval))
+        self.renewer: Renewer | None = None
         self.effects = Effects()
         self.assessor = Assessor(self.layout, self.collector.servers, self.collector.queues, interval=interval,
                                  clear_ticks=clear_ticks, stall_ticks=stall_ticks)
         self.outbox = Outbox(self.effects)
+        self.handback = HandBack(self.collector.broker_client, self.keys)
         self.thresholds = Thresholds()
         self.state_loaded = False
         self.stopping = threading.Event()
@@ -89,13 +92,17 @@ class Controller:
         previous_handlers = self._install_signal_handlers()
         logger.info("controller started: interval %.1f s, %d queues, %d Redis servers",
                     self.interval, len(self.collector.queues), len(self.collector.servers))
+        self.renewer = Renewer(self.leader, stuck_after=self.max_backoff + 2 * self.interval)
+        self.renewer.start()
         try:
             while not self.stopping.is_set():
+                self.renewer.alive()
                 self.safe_tick()
                 if once:
                     break
                 self.stopping.wait(self.next_delay())
         finally:
+            self.renewer.stop()
             self.leader.release()
             self.collector.close()
             snapshots.close_group_publisher()
@@ -144,6 +151,8 @@ class Controller:
         self.load_thresholds()
         collection = self.collector.collect()
         snapshot, changes = self.evaluate(collection)
+        if collection.broker is not None:
+            changes += self.handback.run()  # work of dead workers back to its queues
         self.outbox.record(changes)
         snapshot["events"] = self.outbox.events()
         self.publish(snapshot)
@@ -230,10 +239,11 @@ class Controller:
         if not self.publish_enabled:
             return
         up = {r["role"]: r["reachable"] for r in snapshot["redis"]}
+        encoded = snapshots.encode(snapshot)  # once per tick, for the cache and every socket
         if up.get("cache", True):
-            self.effects.attempt("cache", lambda: snapshots.publish_to_cache(snapshot))
+            self.effects.attempt("cache", lambda: snapshots.publish_to_cache(encoded))
         if up.get("channels", True):
-            self.effects.attempt("channels", lambda: snapshots.publish_to_group(snapshot))
+            self.effects.attempt("channels", lambda: snapshots.publish_to_group(encoded))
 
     def roll_up(self, snapshot: Snapshot) -> None:
         minute = datetime.now(dt_timezone.utc).replace(second=0, microsecond=0)

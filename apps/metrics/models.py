@@ -146,10 +146,12 @@ class QueueThreshold(models.Model):
 
 
 class MetricEvent(models.Model):
-    """A status change, a Redis restart, an unreachable or recovered role."""
+    """A status change, a Redis restart, an unreachable or recovered role, a
+    message of a dead worker handed back (or parked instead)."""
 
     STATUS, RESTART, UNREACHABLE, RECOVERED = "status", "restart", "unreachable", "recovered"
-    KINDS = [(k, k) for k in (STATUS, RESTART, UNREACHABLE, RECOVERED)]
+    HANDED_BACK, NOT_HANDED_BACK = "handed_back", "not_handed_back"
+    KINDS = [(k, k) for k in (STATUS, RESTART, UNREACHABLE, RECOVERED, HANDED_BACK, NOT_HANDED_BACK)]
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=KINDS)

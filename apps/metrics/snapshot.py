@@ -3,23 +3,33 @@
 The shape is the contract of docs/metrics.md ("The snapshot"); the
 TypedDicts below spell it for the code.
 
+The snapshot is serialised to JSON once per tick (:func:`encode`) and goes,
+as those bytes, to
+
 * the cache: key ``metrics_snapshot:latest`` of the ``metrics_snapshot`` family
   (its timeout: a snapshot older than that means no controller is running);
+  ``/api/metrics/`` answers the cached bytes as they are;
 * the Channels group :data:`GROUP` as ``{"type": "metrics.snapshot",
-  "snapshot": <dict>}``, through one long-lived event loop
-  (:class:`GroupPublisher`);
-* readers call :func:`latest_snapshot`.
+  "frame": <the websocket frame's text>}``, through one long-lived event loop
+  (:class:`GroupPublisher`); consumers forward the frame without decoding it.
+
+Readers call :func:`latest_snapshot_json` (bytes) or :func:`latest_snapshot`
+(the parsed dict, for the page and Prometheus).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import threading
-from typing import Any, TypedDict
+from dataclasses import dataclass
+from typing import Any, TypedDict, Union
 
+import redis
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 
 from workers import cache_families
 
@@ -30,6 +40,10 @@ MESSAGE_TYPE = "metrics.snapshot"
 CACHE_KEY = cache_families.key("metrics_snapshot", "latest")
 # A channel layer that hangs (a black-holed host) must not stall the loop.
 GROUP_SEND_TIMEOUT = 2.0
+# The websocket frame is {"type": "snapshot", "snapshot": <snapshot>}, spelt
+# as json.dumps spells that dict, around the snapshot's own JSON.
+FRAME_HEAD = '{"type": "snapshot", "snapshot": '
+FRAME_TAIL = "}"
 
 
 class QueueEntry(TypedDict):
@@ -138,18 +152,50 @@ class CacheUnavailable(RuntimeError):
     """The cache Redis did not answer."""
 
 
-def latest_snapshot() -> Snapshot | None:
-    """The latest snapshot, None when none is cached; CacheUnavailable when the cache is down."""
+@dataclass(frozen=True)
+class EncodedSnapshot:
+    """A snapshot serialised once: ``body`` is exactly what ``/api/metrics/`` answers."""
+
+    body: bytes
+
+    @property
+    def frame(self) -> str:
+        """The websocket frame's text, the same JSON the consumer's send_json made."""
+        return FRAME_HEAD + self.body.decode() + FRAME_TAIL
+
+
+SnapshotLike = Union[Snapshot, dict, EncodedSnapshot]
+
+
+def encode(snapshot: SnapshotLike) -> EncodedSnapshot:
+    """The snapshot's JSON, as Django's JsonResponse spells it (same encoder, same separators)."""
+    if isinstance(snapshot, EncodedSnapshot):
+        return snapshot
+    return EncodedSnapshot(json.dumps(snapshot, cls=DjangoJSONEncoder).encode())
+
+
+def latest_snapshot_json() -> bytes | None:
+    """The latest snapshot's JSON bytes, None when none is cached; CacheUnavailable when the cache is down."""
     try:
-        return cache.get(CACHE_KEY)
+        cached = cache.get(CACHE_KEY)
     except Exception as exc:  # django-redis wraps Redis errors in its own types
         raise CacheUnavailable(f"cache unavailable: {type(exc).__name__}") from None
+    if cached is None or isinstance(cached, bytes):
+        return cached
+    return encode(cached).body  # a dict cached by an older controller during an upgrade
 
 
-def publish_to_cache(snapshot: Snapshot) -> None:
+def latest_snapshot() -> Snapshot | None:
+    """The latest snapshot, None when none is cached; CacheUnavailable when the cache is down."""
+    body = latest_snapshot_json()
+    return None if body is None else json.loads(body)
+
+
+def publish_to_cache(snapshot: SnapshotLike) -> None:
     """Raises CacheUnavailable when the cache Redis is down."""
+    body = encode(snapshot).body
     try:
-        cache.set(CACHE_KEY, snapshot, timeout=cache_families.timeout("metrics_snapshot"))
+        cache.set(CACHE_KEY, body, timeout=cache_families.timeout("metrics_snapshot"))
     except Exception as exc:
         raise CacheUnavailable(f"cache unavailable: {type(exc).__name__}") from None
 
@@ -171,14 +217,25 @@ class GroupPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def send(self, snapshot: Snapshot) -> None:
-        """Raises on a dead or hanging channel layer (within ``timeout``)."""
+    def send(self, snapshot: SnapshotLike) -> None:
+        """Raises on a dead or hanging channel layer (within ``timeout``).
+
+        A connection that a restart of the channels Redis broke is replaced
+        and the snapshot sent again before the tick gives up on it.
+        """
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
         if layer is None:
             return
-        message = {"type": MESSAGE_TYPE, "snapshot": snapshot}
+        message = {"type": MESSAGE_TYPE, "frame": encode(snapshot).frame}
+        try:
+            self._send_once(layer, message)
+        except (redis.ConnectionError, ConnectionError) as exc:
+            logger.info("channels publish failed (%s); reconnecting and sending again", type(exc).__name__)
+            self._send_once(layer, message)
+
+    def _send_once(self, layer: Any, message: dict[str, Any]) -> None:
         future = asyncio.run_coroutine_threadsafe(
             asyncio.wait_for(layer.group_send(GROUP, message), self.timeout), self._running_loop())
         try:
@@ -220,7 +277,7 @@ class GroupPublisher:
 group_publisher = GroupPublisher()
 
 
-def publish_to_group(snapshot: Snapshot) -> None:
+def publish_to_group(snapshot: SnapshotLike) -> None:
     """Send the snapshot to the metrics page's group; raises on a dead channel layer."""
     group_publisher.send(snapshot)
 

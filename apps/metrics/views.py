@@ -13,10 +13,13 @@ from django.views.decorators.http import require_GET
 from apps.metrics import prometheus
 from apps.metrics.auth import metrics_access
 from apps.metrics.models import QueueSample, RedisSample
-from apps.metrics.snapshot import CacheUnavailable, latest_snapshot
+from apps.metrics.snapshot import CacheUnavailable, latest_snapshot, latest_snapshot_json
 
 HISTORY_MAX_MINUTES = 7 * 24 * 60
 NO_SNAPSHOT_DETAIL = "No cached snapshot found: is manage.py run_controller running?"
+
+
+CACHE_DOWN_DETAIL = "The cache Redis does not answer; no snapshot can be read."
 
 
 def _unavailable(error: str, detail: str) -> JsonResponse:
@@ -27,7 +30,7 @@ def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
     try:
         snapshot = latest_snapshot()
     except CacheUnavailable:
-        return None, _unavailable("cache_unavailable", "The cache Redis does not answer; no snapshot can be read.")
+        return None, _unavailable("cache_unavailable", CACHE_DOWN_DETAIL)
     if snapshot is None:
         # A cache-backed read without its cached value is cache_unavailable, like a dead cache.
         return None, _unavailable("cache_unavailable", NO_SNAPSHOT_DETAIL)
@@ -38,8 +41,14 @@ def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
 @never_cache
 @metrics_access
 def api_metrics(request: HttpRequest) -> HttpResponse:
-    snapshot, error = _snapshot_or_error()
-    return error or JsonResponse(snapshot)
+    """The cached bytes as they are: the controller serialised them once."""
+    try:
+        body = latest_snapshot_json()
+    except CacheUnavailable:
+        return _unavailable("cache_unavailable", CACHE_DOWN_DETAIL)
+    if body is None:
+        return _unavailable("cache_unavailable", NO_SNAPSHOT_DETAIL)
+    return HttpResponse(body, content_type="application/json")
 
 
 @require_GET
