@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import copy
 import json
 from contextlib import contextmanager
@@ -113,6 +115,17 @@ def test_the_page_has_a_row_for_each_queue_of_the_table(client, superadmin, clea
     assert html.count("<tr data-queue=") == len(QUEUE_NAMES)
     for role in ("broker", "results", "cache", "channels"):
         assert f'data-role="{role}"' in html
+
+
+def test_the_page_marks_reserved_exactly_the_queues_no_task_runs_on(client, superadmin, clean_redis):
+    from tests.test_docs_queues import routed_tasks  # the Celery app's own routes, read another way
+
+    client.force_login(superadmin)
+    html = client.get(METRICS).content.decode()
+    marked = set(re.findall(r'<tr data-queue="([a-z_]+)" data-reserved="true">', html))
+    assert marked == set(QUEUE_NAMES) - set(routed_tasks())
+    assert "ai" in marked and "messagelog_read" not in marked
+    assert html.count('class="reserved-mark"') == len(marked)
 
 
 def test_the_page_embeds_the_latest_snapshot_for_its_first_paint(client, superadmin, clean_redis):

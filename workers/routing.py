@@ -89,6 +89,12 @@ def task_routes() -> dict[str, str]:
     return dict(_ROUTES)
 
 
+def reserved_queues(routes: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Declared queues that no routed task runs on yet, in table order."""
+    used = set((task_routes() if routes is None else routes).values())
+    return tuple(queue for queue in QUEUE_NAMES if queue not in used)
+
+
 def route_by_name(name: str, *_args: Any, **_kwargs: Any) -> dict[str, str] | None:
     """Celery router: a task sent by name alone (``send_task``, beat) goes to its declared queue."""
     queue = _ROUTES.get(name)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -26,7 +29,7 @@ from apps.dashboard.metrics_api import (
     latest_snapshot,
 )
 from config import redis_layout
-from workers import occupancy, queues
+from workers import occupancy, queues, routing
 from workers.collect_keys import BrokerKeys
 
 OVERRIDES_PREFIX = "overrides"
@@ -79,12 +82,21 @@ def _save_thresholds(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("dashboard:metrics") + "#thresholds")
 
 
+def _reserved_queues() -> tuple[str, ...]:
+    """Queues with no task yet: the page marks them instead of showing them as idle work."""
+    for config in django_apps.get_app_configs():  # every app's tasks, so that every route is known
+        if config.name.startswith("apps.") and importlib.util.find_spec(f"{config.name}.tasks"):
+            importlib.import_module(f"{config.name}.tasks")
+    return routing.reserved_queues()
+
+
 def _render_metrics(request: HttpRequest, form: Any, formset: Any, status: int = 200) -> HttpResponse:
     snapshot, snapshot_error = _read_snapshot()
     context = {
         "snapshot": snapshot,
         "snapshot_error": snapshot_error,
         "families": queues.FAMILIES,
+        "reserved": _reserved_queues(),
         "roles": _role_rows(),
         "redis_local": settings.REDIS_LAYOUT.redis_local,
         "form": form,
