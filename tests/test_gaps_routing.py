@@ -8,13 +8,17 @@ Celery's own check, so they fail when the guard stops checking.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from celery import Celery
+from celery.exceptions import QueueNotFound
 from kombu import Exchange, Queue
 
 from config.celery import app
 from workers.probe import probe
-from workers.queues import DEFAULT_QUEUE
-from workers.routing import UndeclaredQueue, destination
+from workers.queues import DEFAULT_QUEUE, QUEUE_NAMES
+from workers.routing import UndeclaredQueue, celery_config, destination
 
 UNDECLARED = "nobody_consumes_this"
 
@@ -65,3 +69,56 @@ def test_an_undeclared_destination_is_refused_naming_what_is_wrong(exchange, rou
 def test_an_undeclared_default_queue_is_refused_too():
     with pytest.raises(UndeclaredQueue, match="'celery'"):
         destination(None, None, None, "celery")
+
+
+# -- a Celery app built the way config/celery.py builds it, inside the test ----------
+# The suite's own app is configured once per process, before any test runs;
+# building one here lets each test see what celery_config() and GuardedAMQP do now.
+@pytest.fixture
+def fresh_app(clean_redis):
+    fresh = Celery("routing-test", amqp="workers.routing:GuardedAMQP", set_as_current=False)
+    fresh.conf.update(broker_url=clean_redis.url(0), **celery_config())
+    yield fresh
+    fresh.close()
+
+
+def landed(server, queue: str) -> list[dict]:
+    return [json.loads(raw) for raw in server.client(0).lrange(queue, 0, -1)]
+
+
+def test_an_app_built_from_the_table_sends_by_name_to_the_declared_queue_only(fresh_app, clean_redis):
+    fresh_app.send_task("anything", args=(1,), queue="ai")
+    (message,) = landed(clean_redis, "ai")
+    assert message["headers"]["task"] == "anything"
+    assert message["properties"]["delivery_info"]["routing_key"] == "ai"
+    assert [key for key in clean_redis.client(0).keys("*") if not key.startswith(b"_kombu.")] == [b"ai"]
+
+
+def test_an_app_built_from_the_table_sends_without_a_queue_to_the_default_one(fresh_app, clean_redis):
+    fresh_app.send_task("anything")
+    (message,) = landed(clean_redis, DEFAULT_QUEUE)
+    assert message["properties"]["delivery_info"]["routing_key"] == DEFAULT_QUEUE
+
+
+def test_an_app_built_from_the_table_routes_a_routed_task_sent_by_name(fresh_app, clean_redis):
+    import apps.metrics.tasks  # noqa: F401  its routed_task decorators fill the routes
+    fresh_app.send_task("apps.metrics.tasks.trigger_alerts", args=([],))
+    assert [m["headers"]["task"] for m in landed(clean_redis, "trigger_alerts")] == ["apps.metrics.tasks.trigger_alerts"]
+
+
+def test_an_app_built_from_the_table_refuses_what_reaches_no_declared_queue(fresh_app, clean_redis):
+    with pytest.raises(QueueNotFound):
+        fresh_app.send_task("anything", queue=UNDECLARED)  # Celery's own check, left on by celery_config()
+    with pytest.raises(UndeclaredQueue, match=UNDECLARED):
+        fresh_app.send_task("anything", queue=Queue(UNDECLARED))
+    with pytest.raises(UndeclaredQueue, match="'nope'"):
+        fresh_app.send_task("anything", exchange="ai", routing_key="nope")
+    assert [key for key in clean_redis.client(0).keys("*") if not key.startswith(b"_kombu.")] == []
+
+
+def test_the_table_config_declares_each_queue_on_its_own_direct_exchange():
+    config = celery_config()
+    assert {(q.name, q.exchange.name, q.exchange.type, q.routing_key) for q in config["task_queues"]} == {
+        (name, name, "direct", name) for name in QUEUE_NAMES}
+    assert (config["task_default_queue"], config["task_default_exchange"], config["task_default_routing_key"]) \
+        == (DEFAULT_QUEUE,) * 3
