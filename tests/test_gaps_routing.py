@@ -13,12 +13,13 @@ import json
 import pytest
 from celery import Celery
 from celery.exceptions import QueueNotFound
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from config.celery import app
 from workers.probe import probe
 from workers.queues import DEFAULT_QUEUE, QUEUE_NAMES
-from workers.routing import UndeclaredQueue, celery_config, destination
+from workers.routing import UndeclaredQueue, celery_config, destination, route_by_name, routed_task, task_routes
 
 UNDECLARED = "nobody_consumes_this"
 
@@ -122,3 +123,60 @@ def test_the_table_config_declares_each_queue_on_its_own_direct_exchange():
         (name, name, "direct", name) for name in QUEUE_NAMES}
     assert (config["task_default_queue"], config["task_default_exchange"], config["task_default_routing_key"]) \
         == (DEFAULT_QUEUE,) * 3
+
+
+def test_an_explicit_exchange_and_key_of_a_declared_queue_land_in_that_queue(fresh_app, clean_redis):
+    fresh_app.send_task("anything", queue="ai")  # declares the binding, as a consuming worker does
+    fresh_app.send_task("anything", exchange="ai", routing_key="ai")
+    assert len(landed(clean_redis, "ai")) == 2
+    assert landed(clean_redis, DEFAULT_QUEUE) == []
+
+
+def test_a_prioritised_send_keeps_its_priority_through_the_guard(fresh_app, clean_redis):
+    fresh_app.send_task("anything", queue="ai", priority=9)
+    assert clean_redis.client(0).llen("ai\x06\x169") == 1  # kombu's sub-queue of priority 9
+
+
+def test_publish_signals_see_the_task_name_through_the_guard(fresh_app, clean_redis):
+    seen = []
+
+    def record(sender=None, **_):
+        seen.append(sender)
+
+    before_task_publish.connect(record)
+    try:
+        fresh_app.send_task("named.task", queue="ai")
+    finally:
+        before_task_publish.disconnect(record)
+    assert seen == ["named.task"]
+
+
+# -- routed_task, declaring a task inside the test ------------------------------------
+def test_a_routed_task_is_named_after_its_function_and_routed_to_its_queue():
+    def summarise_for_test(x: int) -> int:
+        return x + 1
+
+    task = routed_task("archive_data")(summarise_for_test)
+    name = f"{__name__}.summarise_for_test"
+    assert (task.name, task.queue) == (name, "archive_data")
+    assert task_routes()[name] == "archive_data"
+    assert route_by_name(name) == {"queue": "archive_data"}
+    assert task.run(1) == 2  # the function itself runs
+    assert routed_task("archive_data")(summarise_for_test).name == name  # declaring it again is harmless
+
+
+def test_a_routed_task_keeps_an_explicit_name_and_its_other_options():
+    def anything_for_test() -> None:
+        return None
+
+    task = routed_task("ai", name="tests.explicitly_named", max_retries=7)(anything_for_test)
+    assert (task.name, task.queue, task.max_retries) == ("tests.explicitly_named", "ai", 7)
+
+
+def test_a_task_name_nobody_routed_has_no_route():
+    assert route_by_name("tests.never.declared") is None
+
+
+def test_an_exchange_and_key_refusal_says_which_table_declares_queues():
+    with pytest.raises(UndeclaredQueue, match=r"reaches no queue declared in workers/queues\.py$"):
+        destination("ai", "nope", None, DEFAULT_QUEUE)
