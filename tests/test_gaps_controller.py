@@ -96,3 +96,89 @@ def test_a_depth_below_the_threshold_but_above_the_clearing_margin_keeps_the_sta
         assert statuses_at(controller, client, [899, 899, 899]) == ["warn", "warn", "ok"]
     finally:
         close(controller)
+
+
+# -- restarts: the event, field by field --------------------------------------------
+def run_id(server) -> str:
+    return server.client(0).info("server")["run_id"]
+
+
+@pytest.mark.django_db
+def test_a_restart_of_a_server_without_the_broker_records_exactly_what_happened(clean_redis):
+    with private_server() as cache_server:
+        layout = layout_for(clean_redis.port, cache=cache_server.url(2))
+        (controller,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert controller.tick()
+            old = run_id(cache_server)
+            cache_server.restart()
+            assert controller.tick()
+            new = run_id(cache_server)
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    where = f"127.0.0.1:{cache_server.port}"
+    assert (event.subject, event.old_status, event.new_status) == ("redis:cache", "", "critical")
+    assert event.details == {"server": where, "roles": ["cache"], "old_run_id": old, "new_run_id": new,
+                             "persistent": False, "lost_depth": 0, "lost_unacked": 0,
+                             "depth_after": None, "unacked_after": None}
+    assert event.message == (f"Redis {where} (cache) restarted: its run_id changed; "
+                             "it is not persistent: its data was lost")
+
+
+@pytest.mark.django_db
+def test_a_persistent_server_that_restarts_is_a_warning_saying_its_data_survived(clean_redis):
+    with private_server("--appendonly", "yes") as cache_server:
+        layout = layout_for(clean_redis.port, cache=cache_server.url(2), channels=cache_server.url(3))
+        (controller,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert controller.tick()
+            cache_server.restart()
+            assert controller.tick()
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    assert (event.subject, event.new_status) == ("redis:cache", "warn")
+    assert event.details["roles"] == ["cache", "channels"]
+    assert event.details["persistent"] is True
+    assert event.message.endswith("(cache, channels) restarted: its run_id changed; it is persistent: its data survived")
+
+
+@pytest.mark.django_db
+def test_a_persistent_broker_restart_counts_what_survived(clean_redis):
+    with private_server("--appendonly", "yes") as server:
+        fill(server.client(0), "ai", 4)
+        server.client(0).hset("unacked", "tag", "x")
+        (controller,) = controllers(1, layout=layout_for(server.port), transport_options={})
+        try:
+            assert controller.tick()
+            server.restart()
+            assert controller.tick()
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    assert event.new_status == "warn"
+    assert {key: event.details[key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 4, "unacked_after": 1}
+    assert event.message.endswith("it is persistent: 4 queued and 1 unacked messages survived")
+
+
+@pytest.mark.django_db
+def test_a_broker_restart_seen_by_a_new_controller_counts_no_loss_it_cannot_know(clean_redis):
+    with private_server() as server:
+        layout = layout_for(server.port)
+        (first,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert first.tick()  # the run_id is remembered in the database
+        finally:
+            close(first)
+        server.restart()
+        (second,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert second.tick()
+        finally:
+            close(second)
+    event = MetricEvent.objects.get(kind="restart")
+    assert {key: event.details[key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
+    assert event.message.endswith("0 queued and 0 unacked messages were lost")
