@@ -34,6 +34,11 @@ def test_an_unset_or_blank_port_is_the_default(value):
     assert parse_port("REDIS_LOCAL_PORT", value, 6390) == 6390
 
 
+def test_a_database_that_is_not_a_number_is_refused_naming_it():
+    with pytest.raises(LayoutError, match=r"^REDIS_CACHE_URL: database 'X' in 'redis://h/X/' is not a number$"):
+        parse_role_url("cache", "redis://h/X/")
+
+
 def test_a_url_without_port_or_database_means_6379_and_database_0():
     role = parse_role_url("broker", "redis://redis.example.com")
     assert (role.port, role.db) == (6379, 0)
@@ -96,6 +101,25 @@ def test_the_insecure_switch_turns_celerys_verification_off_only_where_asked():
     assert layout.celery_ssl("results")["ssl_cert_reqs"] == ssl.CERT_REQUIRED
 
 
+def test_turning_verification_off_without_the_switch_is_refused_saying_how():
+    problem = problem_of(CELERY_BROKER_URL="rediss://redis.example.com/0?ssl_cert_reqs=none")
+    assert problem == ("CELERY_BROKER_URL: ssl_cert_reqs=none turns off certificate verification; "
+                       "refused unless REDIS_TLS_INSECURE=true")
+
+
+def test_unset_switches_are_false_and_the_environment_is_read_by_default(monkeypatch):
+    monkeypatch.setenv("REDIS_LOCAL", "true")
+    monkeypatch.setenv("REDIS_LOCAL_PORT", "6391")
+    monkeypatch.delenv("REDIS_TLS_INSECURE", raising=False)
+    layout = resolve()
+    assert layout.tls_insecure is False
+    assert layout.url("cache").endswith(":6391/2")
+
+
+def test_a_user_name_with_an_x_is_neither_refused_nor_hidden():
+    assert resolve({"REDIS_LOCAL": "false", "REDIS_CACHE_URL": "redis://Xavier:pw@redis.example.com/2"}).ok
+
+
 def test_the_insecure_warning_appears_only_with_tls_in_use():
     insecure = resolve({"REDIS_LOCAL": "false", "REDIS_TLS_INSECURE": "true",
                         "CELERY_BROKER_URL": "rediss://redis.example.com/0?ssl_cert_reqs=none"})
@@ -138,6 +162,7 @@ def test_the_userinfo_is_read_after_the_first_scheme_separator_not_one_in_the_qu
     ("redis://lonely@h/0", "redis://***@h/0"),
     ("redis://a/b:c@h/0", "redis://***@h/0"),
     ("redis://h/0", "redis://h/0"),
+    ("redis://Xavier:pw@h/0", "redis://Xavier:***@h/0"),
 ])
 def test_masking_hides_every_password_shape(url, masked):
     assert mask_url(url) == masked
