@@ -141,7 +141,8 @@ def test_a_persistent_server_that_restarts_is_a_warning_saying_its_data_survived
     assert (event.subject, event.new_status) == ("redis:cache", "warn")
     assert event.details["roles"] == ["cache", "channels"]
     assert event.details["persistent"] is True
-    assert event.message.endswith("(cache, channels) restarted: its run_id changed; it is persistent: its data survived")
+    assert event.message.endswith(
+        "(cache, channels) restarted: its run_id changed; it is persistent: its data survived")
 
 
 @pytest.mark.django_db

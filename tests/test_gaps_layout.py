@@ -196,6 +196,7 @@ def test_the_channel_layer_is_channels_redis_on_the_channels_url():
 def test_servers_group_the_roles_by_server_with_loopback_names_folded():
     layout = resolve({"REDIS_LOCAL": "false", "CELERY_BROKER_URL": "redis://localhost:6390/0",
                       "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6390/1",
-                      "REDIS_CACHE_URL": "redis://redis.example.com/2", "CHANNELS_REDIS_URL": "redis://127.0.0.1:6390/3"})
+                      "REDIS_CACHE_URL": "redis://redis.example.com/2",
+                      "CHANNELS_REDIS_URL": "redis://127.0.0.1:6390/3"})
     assert layout.servers() == {("127.0.0.1", 6390): ["broker", "results", "channels"],
                                 ("redis.example.com", 6379): ["cache"]}

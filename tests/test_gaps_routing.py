@@ -104,7 +104,8 @@ def test_an_app_built_from_the_table_sends_without_a_queue_to_the_default_one(fr
 def test_an_app_built_from_the_table_routes_a_routed_task_sent_by_name(fresh_app, clean_redis):
     import apps.metrics.tasks  # noqa: F401  its routed_task decorators fill the routes
     fresh_app.send_task("apps.metrics.tasks.trigger_alerts", args=([],))
-    assert [m["headers"]["task"] for m in landed(clean_redis, "trigger_alerts")] == ["apps.metrics.tasks.trigger_alerts"]
+    tasks = [m["headers"]["task"] for m in landed(clean_redis, "trigger_alerts")]
+    assert tasks == ["apps.metrics.tasks.trigger_alerts"]
 
 
 def test_an_app_built_from_the_table_refuses_what_reaches_no_declared_queue(fresh_app, clean_redis):
