@@ -6,10 +6,15 @@ Each test here was checked once against the bug it names, put in by hand.
 from __future__ import annotations
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from apps.metrics.controller import Controller
+from apps.metrics.leadership import Leadership
 from apps.metrics.models import MetricEvent
-from tests.test_metrics_support import fake_worker, fill, layout_for, private_server, queue
+from tests.support.blackhole import black_hole
+from tests.test_metrics_support import KEYS, fake_worker, fill, layout_for, private_server, queue
 
 LEADER_KEY = "fw:lock:controller:leader"
 
@@ -183,3 +188,34 @@ def test_a_broker_restart_seen_by_a_new_controller_counts_no_loss_it_cannot_know
     assert {key: event.details[key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
         == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
     assert event.message.endswith("0 queued and 0 unacked messages were lost")
+
+
+# -- leadership without a broker, through an outage, and after a release -------------
+def test_without_a_broker_role_there_is_nobody_to_compete_with():
+    leadership = Leadership(None, KEYS, ttl=1.0)
+    assert leadership.claim() is True
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False  # leading all along: nothing to forget
+    leadership.release()  # nothing to release, and no error
+
+
+def test_a_controller_acting_through_a_broker_outage_keeps_its_memory():
+    with black_hole() as port:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, socket_timeout=0.2,
+                             retry=Retry(NoBackoff(), 0))  # redis-py's default retries for seconds
+        leadership = Leadership(client, KEYS, ttl=1.0)
+        assert leadership.claim() is True  # never saw a holder: it acts, somebody must report
+        assert leadership.memory_stale is False
+        assert leadership.claim() is True
+        assert leadership.memory_stale is False
+
+
+def test_releasing_then_leading_again_is_not_reported_as_a_lost_lock(clean_redis, caplog):
+    leadership = Leadership(clean_redis.client(0), KEYS, ttl=5.0)
+    assert leadership.claim() is True
+    leadership.release()
+    assert not clean_redis.client(0).exists(LEADER_KEY)
+    with caplog.at_level("WARNING", logger="flowwatch.controller"):
+        assert leadership.claim() is True
+    assert "leader lock lost" not in caplog.text
+    leadership.release()
