@@ -219,3 +219,21 @@ def test_releasing_then_leading_again_is_not_reported_as_a_lost_lock(clean_redis
         assert leadership.claim() is True
     assert "leader lock lost" not in caplog.text
     leadership.release()
+
+
+def test_the_log_says_who_leads_who_stands_by_and_when_the_lock_was_lost(clean_redis, caplog):
+    client = clean_redis.client(0)
+    old, new = Leadership(client, KEYS, ttl=5.0), Leadership(client, KEYS, ttl=5.0)
+    new.lock.owner = "standby-host:2"
+    with caplog.at_level("INFO", logger="flowwatch.controller"):
+        assert old.claim() is True
+        assert new.claim() is False
+        assert new.holder == old.lock.owner  # what "standing by: another controller holds ..." names
+        client.delete(LEADER_KEY)  # expired while the old leader stalled
+        assert new.claim() is True
+        assert old.claim() is False
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [f"this controller is now the leader ({old.lock.owner})",
+                        "this controller is now the leader (standby-host:2)",
+                        "leader lock lost (expired or taken over)"]
+    new.release()
