@@ -87,3 +87,11 @@ def test_an_inactive_superuser_session_is_not_let_in(client, published, superadm
     superadmin.is_active = False
     superadmin.save()
     assert client.get("/api/metrics/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("given", ["XXXX", "None", "anything", " "])
+def test_no_token_gets_in_while_the_setting_is_empty_or_absent(settings, given):
+    settings.METRICS_API_TOKEN = ""
+    assert token_matches(given) is False
+    del settings.METRICS_API_TOKEN
+    assert token_matches(given) is False
