@@ -9,6 +9,7 @@ Celery's own check, so they fail when the guard stops checking.
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from celery import Celery
@@ -156,25 +157,30 @@ def test_publish_signals_see_the_task_name_through_the_guard(fresh_app, clean_re
 
 
 # -- routed_task, declaring a task inside the test ------------------------------------
-def test_a_routed_task_is_named_after_its_function_and_routed_to_its_queue():
-    def summarise_for_test(x: int) -> int:
+def fresh_function():
+    """A function no earlier run in this process declared (task names are process-wide)."""
+    def plus_one(x: int) -> int:
         return x + 1
 
-    task = routed_task("archive_data")(summarise_for_test)
-    name = f"{__name__}.summarise_for_test"
+    plus_one.__name__ = f"plus_one_{uuid.uuid4().hex[:8]}"
+    return plus_one
+
+
+def test_a_routed_task_is_named_after_its_function_and_routed_to_its_queue():
+    function = fresh_function()
+    task = routed_task("archive_data")(function)
+    name = f"{__name__}.{function.__name__}"
     assert (task.name, task.queue) == (name, "archive_data")
     assert task_routes()[name] == "archive_data"
     assert route_by_name(name) == {"queue": "archive_data"}
     assert task.run(1) == 2  # the function itself runs
-    assert routed_task("archive_data")(summarise_for_test).name == name  # declaring it again is harmless
+    assert routed_task("archive_data")(function).name == name  # declaring it again is harmless
 
 
 def test_a_routed_task_keeps_an_explicit_name_and_its_other_options():
-    def anything_for_test() -> None:
-        return None
-
-    task = routed_task("ai", name="tests.explicitly_named", max_retries=7)(anything_for_test)
-    assert (task.name, task.queue, task.max_retries) == ("tests.explicitly_named", "ai", 7)
+    name = f"tests.explicitly_named_{uuid.uuid4().hex[:8]}"
+    task = routed_task("ai", name=name, max_retries=7)(fresh_function())
+    assert (task.name, task.queue, task.max_retries) == (name, "ai", 7)
 
 
 def test_a_task_name_nobody_routed_has_no_route():
