@@ -237,3 +237,20 @@ def test_the_log_says_who_leads_who_stands_by_and_when_the_lock_was_lost(clean_r
                         "this controller is now the leader (standby-host:2)",
                         "leader lock lost (expired or taken over)"]
     new.release()
+
+
+def test_a_leader_that_keeps_its_lock_through_a_slow_tick_keeps_its_memory(clean_redis):
+    leadership = Leadership(clean_redis.client(0), KEYS, ttl=5.0)
+    assert leadership.claim() is True
+    leadership.last_acted -= 60  # a tick slower than the TTL, yet the lock was still its own
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False  # extended, not taken anew: nobody else led
+    leadership.release()
+
+
+def test_without_a_broker_a_slow_tick_does_not_make_the_memory_stale():
+    leadership = Leadership(None, KEYS, ttl=1.0)
+    assert leadership.claim() is True
+    leadership.last_acted -= 60
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False
