@@ -47,6 +47,7 @@ def test_a_url_without_port_or_database_means_6379_and_database_0():
 
 def test_the_user_and_password_are_read_percent_decoded():
     role = parse_role_url("cache", "redis://app%40x:p%40ss@redis.example.com/2")
+    assert (role.role, role.variable) == ("cache", "REDIS_CACHE_URL")
     assert (role.username, role.password) == ("app@x", "p@ss")
     assert parse_role_url("cache", "redis://:secret@redis.example.com/2").username is None
 
