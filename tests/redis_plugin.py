@@ -8,6 +8,7 @@ real installation resolves them from the environment.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -22,9 +23,9 @@ _state: dict[str, object] = {}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args) -> None:
-    var_dir = Path(tempfile.mkdtemp(prefix="fw-test-var-"))
-    server = RedisServer().start()
-    _state.update(server=server, var_dir=var_dir)
+    if "server" not in _state:
+        _start()
+    server, var_dir = suite_server(), suite_var_dir()
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_CACHE_URL", "CHANNELS_REDIS_URL",
                  "REDIS_CA_CERTS", "REDIS_TLS_INSECURE", "DATABASE_URL", "METRICS_API_TOKEN"):
         os.environ.pop(name, None)
@@ -36,7 +37,21 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     )
 
 
-def pytest_unconfigure(config) -> None:
+def _start() -> None:
+    """One server per process, kept across pytest sessions in it.
+
+    mutmut runs pytest several times in one process (and in forks of it);
+    Django reads its settings once per process, so every session must find
+    the Redis of the first one.
+    """
+    _state.update(server=RedisServer().start(), var_dir=Path(tempfile.mkdtemp(prefix="fw-test-var-")),
+                  owner=os.getpid())
+    atexit.register(_stop)
+
+
+def _stop() -> None:
+    if _state.get("owner") != os.getpid():
+        return  # a fork of the owner: the server and folder are the owner's
     server = _state.pop("server", None)
     if server is not None:
         server.close()

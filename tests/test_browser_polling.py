@@ -4,12 +4,12 @@ The page's server points its channels Redis at a port nobody listens on, so
 every websocket is closed with 4503 and the page reads /api/metrics/; the
 cache is the suite's Redis, where each test puts the snapshot it needs (no
 controller runs).  Covered here: how the Redis rows show the last restart the
-controller saw, and how a 503 from /api/metrics/ is shown.
+controller saw, and how the real API's 503 answers are shown (no snapshot
+cached; the cache Redis down, on a second server).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -93,25 +93,35 @@ def wait_for_banner(page, text: str) -> None:
     page.wait_for_function("text => document.getElementById('banner').textContent.includes(text)", arg=text)
 
 
-@pytest.mark.parametrize("body", [
-    {"error": "no_snapshot", "detail": "No snapshot cached yet: is `manage.py run_controller` running?"},
-    {"error": "cache_unavailable", "detail": "No cached snapshot found: is the controller running?"},
-    {"error": "cache_unavailable", "detail": "The cache Redis does not answer; no snapshot can be read."},
-], ids=["no_snapshot", "cache_unavailable-no-snapshot", "cache_unavailable-cache-down"])
-def test_a_503_from_the_poll_shows_its_detail_whichever_error_it_names(open_metrics, body):
-    def answer_503(page) -> None:
-        page.route("**/api/metrics/", lambda route: route.fulfill(
-            status=503, content_type="application/json", body=json.dumps(body)))
+@pytest.fixture(scope="module")
+def cache_down_server(django_db_setup):
+    """A server whose cache Redis is down as well: the real API's 503 for that case."""
+    server = WebServer(CHANNELS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/3",
+                       REDIS_CACHE_URL=f"redis://127.0.0.1:{free_port()}/2")
+    yield server
+    server.stop()
 
-    page = open_metrics(before_goto=answer_503)
-    wait_for_banner(page, "Polling /api/metrics/ failed: " + body["detail"])
-    wait_for_indicator(page, "reconnecting")
+
+def api_answer(page) -> list:
+    return page.evaluate("""() => fetch('/api/metrics/', {credentials: 'same-origin'})
+                                  .then(r => r.json().then(body => [r.status, body]))""")
+
+
+def test_polling_with_the_cache_redis_down_shows_the_detail_the_api_gives(cache_down_server, chromium,  # noqa: F811
+                                                                          superadmin):
+    context, page, _ = open_page(chromium, cache_down_server, superadmin)
+    try:
+        status, body = api_answer(page)
+        assert (status, body["error"]) == (503, "cache_unavailable")
+        wait_for_banner(page, "Polling /api/metrics/ failed: " + body["detail"])
+        wait_for_indicator(page, "reconnecting")
+    finally:
+        context.close()
 
 
 def test_polling_without_a_cached_snapshot_shows_the_detail_the_api_gives(open_metrics):
     page = open_metrics()
-    answer = page.evaluate("""() => fetch('/api/metrics/', {credentials: 'same-origin'})
-                                    .then(r => r.json().then(body => [r.status, body]))""")
-    assert answer[0] == 503
+    answer = api_answer(page)
+    assert (answer[0], answer[1]["error"]) == (503, "cache_unavailable")
     wait_for_banner(page, "Polling /api/metrics/ failed: " + answer[1]["detail"])
     wait_for_indicator(page, "reconnecting")

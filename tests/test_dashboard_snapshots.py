@@ -2,8 +2,9 @@
 
 The page consumes what the controller publishes; these helpers publish the
 same shapes to the same places (the cache key and the channels group), so the
-page can be tested on its own.  The tests at the bottom keep the helpers
-honest about that shape.
+page can be tested on its own.  The tests at the bottom, and
+tests/test_gaps_snapshots.py, keep the helpers honest about that shape,
+field by field.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 
 from apps.dashboard.metrics_api import GROUP
+from apps.metrics.snapshot import Snapshot
 from config.redis_layout import ROLES
+from tests.support.contract import contract_errors
 from workers import cache_families
 from workers.queues import FAMILIES, QUEUE_NAMES
 
@@ -34,8 +37,9 @@ def now_iso() -> str:
 def queue_entry(family, depth: int = 0, status: str = "ok", reasons: list[str] | None = None) -> dict[str, Any]:
     return {
         "name": family.queue, "lane": family.lane, "group": family.group, "depth": depth,
+        "by_priority": {"0": depth, "3": 0, "6": 0, "9": 0},
         "oldest_age_seconds": 4.2 if depth else None, "consumers": 1, "processed_per_minute": 30.0,
-        "warn": 1000, "critical": 10000, "status": status, "reasons": reasons or [],
+        "processed_total": 1234, "warn": 1000, "critical": 10000, "status": status, "reasons": reasons or [],
     }
 
 
@@ -45,17 +49,17 @@ def redis_entry(role: str, port: int = 6379, db: int = 0, reachable: bool = True
         "shared_with": [r for r in ROLES if r != role], "reachable": reachable,
         "error": None if reachable else "unreachable: Connection refused",
         "used_memory": 1_234_567, "maxmemory": 0, "memory_percent": 0.5, "no_maxmemory": True,
-        "evicted_keys_delta": 0, "rejected_connections_delta": 0, "connected_clients": 7, "maxclients": 10000,
-        "maxmemory_policy": "noeviction", "uptime_seconds": 1234,
+        "evicted_keys_delta": 0, "rejected_connections_delta": 0, "evicted_keys": 0, "rejected_connections": 0,
+        "connected_clients": 7, "maxclients": 10000, "maxmemory_policy": "noeviction", "uptime_seconds": 1234,
         "persistence": {"save": "", "appendonly": False, "persistent": False},
-        "run_id": "abc", "last_restart_at": None, "status": "ok" if reachable else "critical", "reasons": [],
+        "run_id": "abc", "redis_version": "7.0.15", "last_restart_at": None, "status": "ok" if reachable else "critical", "reasons": [],
     }
 
 
 def make_snapshot(depths: dict[str, int] | None = None, statuses: dict[str, str] | None = None,
                   events: list[dict] | None = None) -> dict[str, Any]:
     depths, statuses = depths or {}, statuses or {}
-    return {
+    snapshot = {
         "collected_at": now_iso(),
         "duration_ms": 3.2,
         "queues": [
@@ -69,7 +73,12 @@ def make_snapshot(depths: dict[str, int] | None = None, statuses: dict[str, str]
                      "queues": ["messagelog_read"], "last_heartbeat": now_iso(), "alive": True}],
         "thresholds": dict(THRESHOLDS),
         "events": events or [],
+        "database": {"reachable": True, "error": None},
+        "controller": {"host": "host", "pid": 4242, "leader": True, "interval": 5.0},
     }
+    errors = contract_errors(snapshot, Snapshot)
+    assert not errors, errors  # a hand-made snapshot is a contract-abiding one, or no test runs on it
+    return snapshot
 
 
 def publish(snapshot: dict[str, Any]) -> None:

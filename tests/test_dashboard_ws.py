@@ -14,8 +14,11 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import Client
 
 from config.asgi import application
-from config.redis_layout import channel_layers, resolve
+from apps.dashboard.metrics_api import GROUP
+from config.redis_layout import CHANNELS_PREFIX, channel_layers, resolve
+from tests.redis_plugin import suite_server
 from tests.test_dashboard_snapshots import make_snapshot, publish
+from tests.test_metrics_support import wait_for
 
 PATH = "/ws/superadmin/metrics/"
 GROUP_KEY = "fw-channels:group:superadmin_metrics"
@@ -134,11 +137,20 @@ def test_without_a_snapshot_the_first_frame_is_the_first_published_one(ws_db, su
     assert queue_depth(frame, "ai") == 2
 
 
+def in_group(server=None) -> bool:
+    client = (server or suite_server()).client(3)
+    return client.zcard(f"{CHANNELS_PREFIX}:group:{GROUP}") > 0  # channels-redis' group key
+
+
+def blocked_clients(server) -> int:
+    return server.client(3).info("clients")["blocked_clients"]
+
+
 @async_to_sync
 async def first_frame_after_publish(headers):
     comm = communicator(headers)
     assert (await comm.connect(timeout=5))[0]
-    assert await comm.receive_nothing(timeout=0.3)
+    await sync_to_async(wait_for)(in_group, timeout=5)  # joined: the publish cannot race the join
     await sync_to_async(publish)(make_snapshot({"ai": 2}))
     frame = await comm.receive_json_from(timeout=5)
     await comm.disconnect()
@@ -189,7 +201,9 @@ def test_a_dead_cache_redis_is_reported_in_an_error_frame_not_a_crash(ws_db, sup
 async def close_seen_after_freezing(headers, server, timeout: float):
     comm = communicator(headers)
     assert (await comm.connect(timeout=5))[0]
-    await comm.receive_nothing(timeout=0.5)  # joined the group and waiting in BZPOPMIN
+    # Joined the group, then waiting in BZPOPMIN: freezing earlier would test the join instead.
+    await sync_to_async(wait_for)(lambda: in_group(server), timeout=5)
+    await sync_to_async(wait_for)(lambda: blocked_clients(server), timeout=5)
     os.kill(server.process.pid, signal.SIGSTOP)  # the TCP connection stays up, Redis never answers
     try:
         return await comm.receive_output(timeout=timeout)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
+import time
 
 import pytest
 
 from apps.metrics.controller import Controller
 from apps.metrics.models import MetricEvent, QueueSample
+from tests.support.blackhole import black_hole
 from tests.test_metrics_support import fill
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "metrics-token-0123456789"
 ENDPOINTS = ["/api/metrics/", "/api/metrics/history/", "/metrics"]
+PROMISED_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -111,15 +115,20 @@ def test_without_a_cached_snapshot_it_answers_503_cache_unavailable_saying_why(c
                                "detail": "No cached snapshot found: is manage.py run_controller running?"}
 
 
-def test_with_the_cache_down_the_api_answers_503_quickly(client, superadmin, settings):
-    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache",
-                                   "LOCATION": "redis://:hunter2@127.0.0.1:1/2",
-                                   "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}}}
+def test_with_the_cache_host_unreachable_the_api_answers_503_within_the_promised_two_seconds(
+        client, superadmin, settings):
     client.force_login(superadmin)
-    response = client.get("/api/metrics/")
+    caches = copy.deepcopy(settings.CACHES)  # the project's own timeouts and retry, only the host moved
+    with black_hole() as port:
+        caches["default"]["LOCATION"] = f"redis://:hunter2@127.0.0.1:{port}/2"
+        settings.CACHES = caches
+        started = time.monotonic()
+        response = client.get("/api/metrics/")
+        elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json()["error"] == "cache_unavailable"
     assert "hunter2" not in response.content.decode()
+    assert elapsed < PROMISED_SECONDS  # docs/architecture.md: 503 within two seconds, never a hang
 
 
 def test_prometheus_exposes_the_same_figures(client, published, superadmin):

@@ -28,7 +28,8 @@ from workers.rebuild import rebuilder, run_rebuilders, unregister
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_shows_as_consumer_and_its_tasks_as_processed(clean_redis, celery_worker):
     controller = Controller(publish=False, send_tasks=False)
-    snapshot = wait_for(lambda: controller.tick() and controller.last_snapshot)
+    # "ready." in the worker's log can come before its first heartbeat lands: wait for the heartbeat.
+    snapshot = wait_for(lambda: controller.tick() and controller.last_snapshot["workers"] and controller.last_snapshot)
     [worker] = snapshot["workers"]
     assert worker["name"].startswith("pytest@") and worker["alive"] is True
     assert sorted(worker["queues"]) == sorted(QUEUE_NAMES)

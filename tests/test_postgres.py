@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, subprocess_env
+from tests.support.missing import require
 from tests.support.postgres import PostgresCluster, postgres_bin
 from workers.queues import QUEUE_NAMES
 
@@ -16,8 +17,7 @@ from workers.queues import QUEUE_NAMES
 @pytest.fixture(scope="module")
 def postgres():
     bin_dir = postgres_bin()
-    if bin_dir is None:  # scripts/test installs it; a bare developer machine may not have it
-        pytest.skip("Debian's postgresql package is not installed")
+    require(bin_dir is not None, "Debian's postgresql package")
     cluster = PostgresCluster(bin_dir).start()
     yield cluster
     cluster.stop()

@@ -1,0 +1,256 @@
+"""The controller through its public entry point, tick(): leadership and hysteresis.
+
+Each test here was checked once against the bug it names, put in by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from apps.metrics.controller import Controller
+from apps.metrics.leadership import Leadership
+from apps.metrics.models import MetricEvent
+from tests.support.blackhole import black_hole
+from tests.test_metrics_support import KEYS, fake_worker, fill, layout_for, private_server, queue
+
+LEADER_KEY = "fw:lock:controller:leader"
+
+
+def controllers(count: int, **options) -> list[Controller]:
+    return [Controller(publish=False, send_tasks=False, **options) for _ in range(count)]
+
+
+def close(*found: Controller) -> None:
+    for controller in found:
+        controller.leader.release()
+        controller.collector.close()
+
+
+# -- leadership ---------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_leader_whose_lock_expired_and_was_taken_stops_acting(clean_redis):
+    old, new = controllers(2)
+    try:
+        assert old.tick() is True
+        acted_with = old.last_snapshot
+        events = MetricEvent.objects.count()
+        clean_redis.client(0).delete(LEADER_KEY)  # what the lock's TTL does while the old leader stalls
+        assert new.tick() is True
+        assert old.tick() is False  # it ticks again, finds the lock taken, and stands by
+        assert old.tick() is False
+        assert old.last_snapshot is acted_with
+        assert MetricEvent.objects.count() == events  # the new leader saw no change; the old one wrote nothing
+        assert clean_redis.client(0).get(LEADER_KEY).decode().startswith(new.leader.lock.owner)
+    finally:
+        close(old, new)
+
+
+@pytest.mark.django_db
+def test_a_standby_does_not_act_while_the_broker_is_down():
+    with private_server() as server:
+        leader, standby = controllers(2, layout=layout_for(server.port), transport_options={})
+        try:
+            assert leader.tick() is True
+            assert standby.tick() is False
+            server.stop()
+            assert standby.tick() is False
+            assert standby.tick() is False
+            assert standby.last_snapshot is None
+        finally:
+            close(leader, standby)
+
+
+@pytest.mark.django_db
+def test_a_standby_that_saw_the_leader_go_takes_over_once_the_broker_is_back():
+    with private_server() as server:
+        leader, standby = controllers(2, layout=layout_for(server.port), transport_options={})
+        try:
+            assert leader.tick() is True
+            assert standby.tick() is False
+            server.restart()  # the lock went with the data
+            assert standby.tick() is True
+            assert leader.tick() is False
+        finally:
+            close(leader, standby)
+
+
+# -- hysteresis ---------------------------------------------------------------------
+def statuses_at(controller: Controller, client, depths: list[int]) -> list[str]:
+    found = []
+    for depth in depths:
+        client.delete("package_read")
+        fill(client, "package_read", depth)
+        assert controller.tick()
+        found.append(queue(controller.last_snapshot, "package_read")["status"])
+    return found
+
+
+@pytest.mark.django_db
+def test_a_depth_below_the_threshold_but_above_the_clearing_margin_keeps_the_status(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)  # a consumer everywhere: depth alone decides
+    # The fake consumer processes nothing; stalling is another rule, kept out of the way.
+    (controller,) = controllers(1, stall_ticks=1000)
+    try:
+        # warn is 1000; the status clears only under 900 (10 % lower), for three ticks.
+        assert statuses_at(controller, client, [1000]) == ["warn"]
+        assert statuses_at(controller, client, [950, 920, 901, 900]) == ["warn"] * 4
+        assert statuses_at(controller, client, [899, 899, 899]) == ["warn", "warn", "ok"]
+    finally:
+        close(controller)
+
+
+# -- restarts: the event, field by field --------------------------------------------
+def run_id(server) -> str:
+    return server.client(0).info("server")["run_id"]
+
+
+@pytest.mark.django_db
+def test_a_restart_of_a_server_without_the_broker_records_exactly_what_happened(clean_redis):
+    with private_server() as cache_server:
+        layout = layout_for(clean_redis.port, cache=cache_server.url(2))
+        (controller,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert controller.tick()
+            old = run_id(cache_server)
+            cache_server.restart()
+            assert controller.tick()
+            new = run_id(cache_server)
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    where = f"127.0.0.1:{cache_server.port}"
+    assert (event.subject, event.old_status, event.new_status) == ("redis:cache", "", "critical")
+    assert event.details == {"server": where, "roles": ["cache"], "old_run_id": old, "new_run_id": new,
+                             "persistent": False, "lost_depth": 0, "lost_unacked": 0,
+                             "depth_after": None, "unacked_after": None}
+    assert event.message == (f"Redis {where} (cache) restarted: its run_id changed; "
+                             "it is not persistent: its data was lost")
+
+
+@pytest.mark.django_db
+def test_a_persistent_server_that_restarts_is_a_warning_saying_its_data_survived(clean_redis):
+    with private_server("--appendonly", "yes") as cache_server:
+        layout = layout_for(clean_redis.port, cache=cache_server.url(2), channels=cache_server.url(3))
+        (controller,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert controller.tick()
+            cache_server.restart()
+            assert controller.tick()
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    assert (event.subject, event.new_status) == ("redis:cache", "warn")
+    assert event.details["roles"] == ["cache", "channels"]
+    assert event.details["persistent"] is True
+    assert event.message.endswith(
+        "(cache, channels) restarted: its run_id changed; it is persistent: its data survived")
+
+
+@pytest.mark.django_db
+def test_a_persistent_broker_restart_counts_what_survived(clean_redis):
+    with private_server("--appendonly", "yes") as server:
+        fill(server.client(0), "ai", 4)
+        server.client(0).hset("unacked", "tag", "x")
+        (controller,) = controllers(1, layout=layout_for(server.port), transport_options={})
+        try:
+            assert controller.tick()
+            server.restart()
+            assert controller.tick()
+        finally:
+            close(controller)
+    event = MetricEvent.objects.get(kind="restart")
+    assert event.new_status == "warn"
+    assert {key: event.details[key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 4, "unacked_after": 1}
+    assert event.message.endswith("it is persistent: 4 queued and 1 unacked messages survived")
+
+
+@pytest.mark.django_db
+def test_a_broker_restart_seen_by_a_new_controller_counts_no_loss_it_cannot_know(clean_redis):
+    with private_server() as server:
+        layout = layout_for(server.port)
+        (first,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert first.tick()  # the run_id is remembered in the database
+        finally:
+            close(first)
+        server.restart()
+        (second,) = controllers(1, layout=layout, transport_options={})
+        try:
+            assert second.tick()
+        finally:
+            close(second)
+    event = MetricEvent.objects.get(kind="restart")
+    assert {key: event.details[key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
+    assert event.message.endswith("0 queued and 0 unacked messages were lost")
+
+
+# -- leadership without a broker, through an outage, and after a release -------------
+def test_without_a_broker_role_there_is_nobody_to_compete_with():
+    leadership = Leadership(None, KEYS, ttl=1.0)
+    assert leadership.claim() is True
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False  # leading all along: nothing to forget
+    leadership.release()  # nothing to release, and no error
+
+
+def test_a_controller_acting_through_a_broker_outage_keeps_its_memory():
+    with black_hole() as port:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, socket_timeout=0.2,
+                             retry=Retry(NoBackoff(), 0))  # redis-py's default retries for seconds
+        leadership = Leadership(client, KEYS, ttl=1.0)
+        assert leadership.claim() is True  # never saw a holder: it acts, somebody must report
+        assert leadership.memory_stale is False
+        assert leadership.claim() is True
+        assert leadership.memory_stale is False
+
+
+def test_releasing_then_leading_again_is_not_reported_as_a_lost_lock(clean_redis, caplog):
+    leadership = Leadership(clean_redis.client(0), KEYS, ttl=5.0)
+    assert leadership.claim() is True
+    leadership.release()
+    assert not clean_redis.client(0).exists(LEADER_KEY)
+    with caplog.at_level("WARNING", logger="flowwatch.controller"):
+        assert leadership.claim() is True
+    assert "leader lock lost" not in caplog.text
+    leadership.release()
+
+
+def test_the_log_says_who_leads_who_stands_by_and_when_the_lock_was_lost(clean_redis, caplog):
+    client = clean_redis.client(0)
+    old, new = Leadership(client, KEYS, ttl=5.0), Leadership(client, KEYS, ttl=5.0)
+    new.lock.owner = "standby-host:2"
+    with caplog.at_level("INFO", logger="flowwatch.controller"):
+        assert old.claim() is True
+        assert new.claim() is False
+        assert new.holder == old.lock.owner  # what "standing by: another controller holds ..." names
+        client.delete(LEADER_KEY)  # expired while the old leader stalled
+        assert new.claim() is True
+        assert old.claim() is False
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [f"this controller is now the leader ({old.lock.owner})",
+                        "this controller is now the leader (standby-host:2)",
+                        "leader lock lost (expired or taken over)"]
+    new.release()
+
+
+def test_a_leader_that_keeps_its_lock_through_a_slow_tick_keeps_its_memory(clean_redis):
+    leadership = Leadership(clean_redis.client(0), KEYS, ttl=5.0)
+    assert leadership.claim() is True
+    leadership.last_acted -= 60  # a tick slower than the TTL, yet the lock was still its own
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False  # extended, not taken anew: nobody else led
+    leadership.release()
+
+
+def test_without_a_broker_a_slow_tick_does_not_make_the_memory_stale():
+    leadership = Leadership(None, KEYS, ttl=1.0)
+    assert leadership.claim() is True
+    leadership.last_acted -= 60
+    assert leadership.claim() is True
+    assert leadership.memory_stale is False
