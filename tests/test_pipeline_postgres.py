@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from apps.tenants.tasks import periodic_run
+from tests.support.missing import require
 from tests.conftest import ROOT, CeleryWorker, subprocess_env
 from tests.pipeline_support import PIPELINE_ENV, fake_tenant, history  # noqa: F401
 from tests.support.postgres import PostgresCluster, postgres_bin
@@ -30,8 +31,7 @@ print(t.id)
 @pytest.fixture(scope="module")
 def postgres():
     bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip("Debian's postgresql package is not installed")
+    require(bin_dir is not None, "Debian's postgresql package")
     cluster = PostgresCluster(bin_dir).start()
     yield cluster
     cluster.stop()

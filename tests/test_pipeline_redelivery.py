@@ -26,8 +26,8 @@ def pool_children(pid: int) -> list[int]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_page_whose_worker_was_killed_mid_batch_is_stored_once_on_redelivery(clean_redis, pipeline_worker):
-    if connection.vendor != "sqlite":
-        pytest.skip("holds the SQLite write lock to catch the worker inside its transaction")
+    # It holds SQLite's write lock to catch the worker inside its transaction.
+    require(connection.vendor == "sqlite", "an SQLite test database (the suite's default)")
     tenant = tenant_row(OFFLINE)
     entries = [{"MessageGuid": f"m-{i}", "IntegrationFlowName": "OrderToCash", "Status": "COMPLETED",
                 "LogStart": odata_date(T0 + timedelta(seconds=i)), "LogEnd": odata_date(T0 + timedelta(seconds=i))}
