@@ -15,6 +15,7 @@ from apps.messagelogs.models import LogPage, MessageLog
 from apps.messagelogs.tasks import messagelog_process_batch
 from tests.pipeline_support import OFFLINE, pipeline_worker, tenant_row  # noqa: F401
 from tests.support.fake_tenant import odata_date
+from tests.support.missing import require
 from tests.test_metrics_support import wait_for
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
