@@ -14,6 +14,7 @@ twice (acks_late redelivers the task of a worker killed mid-way).
 from __future__ import annotations
 
 import logging
+from typing import Callable
 from datetime import timedelta
 
 import httpx
@@ -162,20 +163,14 @@ def fetch_details(tenant_id: int, message_ids: list[int], lane: str) -> list[int
     client = client_for(tenant)
     done = []
     for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids):
-        try:
+        def fetch(message=message) -> None:
             if message.details_at is None:
                 store_details(message, client)
             if lane == ALERT and message.headers_at is None:
                 store_headers(message, client)  # a rule may match on them
-        except Exception as exc:
-            if not _tenant_error(exc):
-                raise
-            if _gone(exc):
-                _give_up(message, "details_at", exc)
-                continue
-            logger.warning("tenant %s: details of %s not fetched: %s", tenant.name, message.guid, exc)
-            continue
-        done.append(message.id)
+
+        if _tenant_step(tenant, message, "details_at", "details", fetch):
+            done.append(message.id)
     return done
 
 
@@ -209,18 +204,29 @@ def messagelog_customheaders(tenant_id: int, message_ids: list[int]) -> dict:
     client = client_for(tenant)
     stored = 0
     for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids, headers_at=None):
-        try:
-            store_headers(message, client)
-        except Exception as exc:
-            if not _tenant_error(exc):
-                raise
-            if _gone(exc):
-                _give_up(message, "headers_at", exc)
-                continue
-            logger.warning("tenant %s: headers of %s not fetched: %s", tenant.name, message.guid, exc)
-            continue
-        stored += 1
+        stored += _tenant_step(tenant, message, "headers_at", "headers",
+                               lambda message=message: store_headers(message, client))
     return {"stored": stored}
+
+
+def _tenant_step(tenant: Tenant, message: MessageLog, stamp: str, what: str, step: Callable[[], None]) -> bool:
+    """Run one tenant call for ``message``; False when it did not happen.
+
+    A message the tenant no longer knows is given up (``stamp`` set, so it is
+    not asked for again); any other tenant error is logged and left for the
+    catch-up.  Errors that are not the tenant's (database, bugs) propagate.
+    """
+    try:
+        step()
+    except Exception as exc:
+        if not _tenant_error(exc):
+            raise
+        if _gone(exc):
+            _give_up(message, stamp, exc)
+        else:
+            logger.warning("tenant %s: %s of %s not fetched: %s", tenant.name, what, message.guid, exc)
+        return False
+    return True
 
 
 @routed_task("messagelog_correlations", name="apps.messagelogs.tasks.messagelog_correlations", **RETRIES)

@@ -11,28 +11,17 @@ what an :class:`Assessment` reports (the run_ids to remember, the changes).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, TypedDict
+from typing import Any, Iterable, Mapping
 
 from apps.metrics.evaluate import Hysteresis, QueueFacts, ServerFacts, Thresholds, queue_status, redis_status
 from apps.metrics.models import CRITICAL, OK, WARN, MetricEvent, iso
-from apps.metrics.snapshot import Persistence, QueueEntry, RedisEntry, Unacked, WorkerEntry
+from apps.metrics.snapshot import Change, Persistence, QueueEntry, RedisEntry, Unacked, WorkerEntry  # noqa: F401  (Change: re-exported)
 from config.redis_layout import ROLES, Layout
 from workers.collect import BrokerReading, Collection, ServerReading
 from workers.heartbeat import HEARTBEAT_TTL
 from workers.queues import BY_QUEUE
 
 Server = tuple[str, int]
-
-
-class Change(TypedDict):
-    """A status change, restart, unreachable or recovered role: a MetricEvent to be."""
-
-    kind: str
-    subject: str
-    old_status: str
-    new_status: str
-    message: str
-    details: dict[str, Any]
 
 
 @dataclass

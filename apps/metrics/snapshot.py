@@ -112,15 +112,20 @@ class Unacked(TypedDict):
     oldest_age_seconds: float | None
 
 
-class EventEntry(TypedDict):
-    id: int | None  # None while the database is away: it is not saved yet
-    at: str | None
+class Change(TypedDict):
+    """A status change, restart, unreachable or recovered role: a MetricEvent to be."""
+
     kind: str
     subject: str
     old_status: str
     new_status: str
     message: str
     details: dict[str, Any]
+
+
+class EventEntry(Change):
+    id: int | None  # None while the database is away: it is not saved yet
+    at: str | None
 
 
 class DatabaseStatus(TypedDict):
