@@ -9,31 +9,20 @@ from __future__ import annotations
 import pytest
 import redis
 
-from config.redis_layout import ROLES, Layout, resolve
+from config.redis_layout import ROLE_VARIABLES, ROLES, Layout, resolve
 from tests.servers import RedisServer
-from tests.support.certs import make_ca_and_server
+from tests.support.certs import certs, tls_server  # noqa: F401  (fixtures)
 from workers.collect import Collector
 from workers.redis_clients import client_for
 
 pytestmark = pytest.mark.tls
 
-ROLE_VARS = {"broker": "CELERY_BROKER_URL", "results": "CELERY_RESULT_BACKEND",
-             "cache": "REDIS_CACHE_URL", "channels": "CHANNELS_REDIS_URL"}
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_ca_and_server(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    with RedisServer(tls=certs) as server:
-        yield server
 
 
 def tls_layout(server: RedisServer, **extra: str) -> Layout:
-    env = {"REDIS_LOCAL": "false", **{var: server.url(db) for db, var in enumerate(ROLE_VARS.values())}, **extra}
+    env = {"REDIS_LOCAL": "false", **{var: server.url(db) for db, var in enumerate(ROLE_VARIABLES.values())}, **extra}
     layout = resolve(env)
     assert layout.ok, layout.problems
     return layout

@@ -11,10 +11,9 @@ import pytest
 from django.utils import timezone
 
 from apps.tenants.tasks import periodic_run
-from tests.support.missing import require
 from tests.conftest import ROOT, CeleryWorker, subprocess_env
 from tests.pipeline_support import PIPELINE_ENV, fake_tenant, history  # noqa: F401
-from tests.support.postgres import PostgresCluster, postgres_bin
+from tests.support.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
 from tests.test_metrics_support import wait_for
 from workers.queues import QUEUE_NAMES
 
@@ -26,15 +25,6 @@ t.set_secret("{secret}")
 t.save()
 print(t.id)
 """
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    bin_dir = postgres_bin()
-    require(bin_dir is not None, "Debian's postgresql package")
-    cluster = PostgresCluster(bin_dir).start()
-    yield cluster
-    cluster.stop()
 
 
 def manage(postgres: PostgresCluster, *args: str) -> str:

@@ -9,18 +9,8 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, subprocess_env
-from tests.support.missing import require
-from tests.support.postgres import PostgresCluster, postgres_bin
+from tests.support.postgres import PostgresCluster, postgres  # noqa: F401  (a fixture)
 from workers.queues import QUEUE_NAMES
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    bin_dir = postgres_bin()
-    require(bin_dir is not None, "Debian's postgresql package")
-    cluster = PostgresCluster(bin_dir).start()
-    yield cluster
-    cluster.stop()
 
 
 def manage(postgres: PostgresCluster, *args: str) -> subprocess.CompletedProcess:

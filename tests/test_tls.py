@@ -10,22 +10,13 @@ import pytest
 
 from tests.conftest import ROOT, CeleryWorker, subprocess_env
 from tests.servers import RedisServer
-from tests.support.certs import make_ca_and_server
+from tests.support.certs import certs, tls_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.tls
 
 ROLE_VARS = {"CELERY_BROKER_URL": 0, "CELERY_RESULT_BACKEND": 1, "REDIS_CACHE_URL": 2, "CHANNELS_REDIS_URL": 3}
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_ca_and_server(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs):
-    with RedisServer(tls=certs) as server:
-        yield server
 
 
 def tls_env(server: RedisServer, query: str = "", **extra: str) -> dict[str, str]:

@@ -6,6 +6,8 @@ import datetime
 import ipaddress
 from pathlib import Path
 
+import pytest
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,3 +58,18 @@ def make_ca_and_server(folder: Path, ca_name: str = "Flowwatch test CA") -> dict
     paths["cert"].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(server_key, paths["key"])
     return {name: str(path) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A CA and a server certificate made for this module."""
+    return make_ca_and_server(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(certs):
+    """A TLS-only Redis (Debian's redis-server) with the module's certificate."""
+    from tests.servers import RedisServer
+
+    with RedisServer(tls=certs) as server:
+        yield server

@@ -9,7 +9,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.servers import free_port
+from tests.support.missing import require
 
 
 def postgres_bin() -> Path | None:
@@ -52,3 +55,13 @@ class PostgresCluster:
         subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A private PostgreSQL cluster for the module (fails instead of skipping under CI=true)."""
+    bin_dir = postgres_bin()
+    require(bin_dir is not None, "Debian's postgresql package")
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
