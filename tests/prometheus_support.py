@@ -6,11 +6,12 @@ import json
 import os
 import re
 import shutil
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.servers import wait_http_ok
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -70,17 +71,7 @@ class PrometheusServer:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.process.alive():
-                raise RuntimeError(f"prometheus exited: {self.process.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready in {timeout}s: {self.process.tail()}")
+        wait_http_ok(self.url + "/-/ready", self.process.alive, self.process.tail, "prometheus", timeout, 0.2)
 
     def api(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(params)

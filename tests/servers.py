@@ -16,7 +16,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import redis
 
@@ -41,6 +43,22 @@ def stop_group(process: subprocess.Popen | None, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def wait_http_ok(url: str, alive: Callable[[], bool], tail: Callable[[], str], what: str,
+                 timeout: float = 60.0, interval: float = 0.1) -> None:
+    """Until ``url`` answers 200; RuntimeError naming ``what`` when its process died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"{what} exited: {tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(interval)
+    raise RuntimeError(f"{what} not ready in {timeout}s: {tail()}")
 
 
 def free_port() -> int:

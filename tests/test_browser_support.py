@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import redis
 
 from tests.conftest import ROOT, subprocess_env
 from tests.redis_plugin import suite_var_dir
-from tests.servers import free_port, stop_group
+from tests.servers import free_port, stop_group, wait_http_ok
 from workers.collect_keys import BrokerKeys
 from workers.heartbeat import count_processed, heartbeat_payload, write_heartbeat
 from workers.queues import QUEUE_NAMES
@@ -71,17 +70,7 @@ class WebServer(Process):
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"uvicorn exited: {self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"uvicorn not ready in {timeout}s: {self.tail()}")
+        wait_http_ok(self.url + "/healthz", self.alive, self.tail, "uvicorn", timeout)
 
 
 class Controller(Process):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from typing import Any
@@ -82,6 +83,7 @@ def _save_thresholds(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("dashboard:metrics") + "#thresholds")
 
 
+@functools.cache  # routes are fixed once the task modules are imported
 def _reserved_queues() -> tuple[str, ...]:
     """Queues with no task yet: the page marks them instead of showing them as idle work."""
     for config in django_apps.get_app_configs():  # every app's tasks, so that every route is known
