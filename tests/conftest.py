@@ -29,6 +29,17 @@ def closed_cache_breaker():
     breaker.succeeded()
 
 
+@pytest.fixture(autouse=True)
+def fresh_snapshot_memo():
+    """/api/metrics/ keeps the snapshot's bytes for half a second in the
+    process; each test reads the cache it staged, not the last test's bytes."""
+    from apps.metrics.views import snapshot_memo
+
+    snapshot_memo.clear()
+    yield
+    snapshot_memo.clear()
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     """A file test database, so worker and server subprocesses share it."""

@@ -194,3 +194,42 @@ def test_the_api_answers_the_cached_bytes_as_jsonresponse_would_spell_them(clien
     assert response["Content-Type"] == "application/json"
     assert response.content == latest_snapshot_json()  # served as cached: no decode, no encode
     assert response.content == JsonResponse(published).content  # the JSON the endpoint always gave
+
+
+def test_the_api_keeps_the_bytes_it_read_for_the_memo_and_then_reads_the_new_snapshot(
+        client, published, superadmin, monkeypatch):
+    from apps.metrics.snapshot import publish_to_cache
+    from apps.metrics.views import snapshot_memo
+
+    monkeypatch.setattr(snapshot_memo, "seconds", 0.3)
+    client.force_login(superadmin)
+    first = client.get("/api/metrics/").content
+    publish_to_cache({**published, "duration_ms": 123456.0})
+    assert client.get("/api/metrics/").content == first  # within the memo: the bytes it read
+    time.sleep(0.35)
+    assert client.get("/api/metrics/").json()["duration_ms"] == 123456.0
+
+
+def test_a_missing_snapshot_is_not_kept_the_next_request_reads_the_cache_again(client, clean_redis, superadmin):
+    from apps.metrics.snapshot import publish_to_cache
+
+    client.force_login(superadmin)
+    assert client.get("/api/metrics/").status_code == 503
+    publish_to_cache({"collected_at": None, "queues": []})
+    assert client.get("/api/metrics/").json() == {"collected_at": None, "queues": []}
+
+
+def test_a_dead_cache_is_not_hidden_once_the_memo_runs_out(client, published, superadmin, settings, monkeypatch):
+    from apps.metrics.views import snapshot_memo
+
+    monkeypatch.setattr(snapshot_memo, "seconds", 0.3)
+    client.force_login(superadmin)
+    assert client.get("/api/metrics/").status_code == 200
+    caches = copy.deepcopy(settings.CACHES)
+    with black_hole() as port:
+        caches["default"]["LOCATION"] = f"redis://127.0.0.1:{port}/2"
+        settings.CACHES = caches
+        time.sleep(0.35)
+        response = client.get("/api/metrics/")
+    assert response.status_code == 503
+    assert response.json()["error"] == "cache_unavailable"

@@ -21,6 +21,40 @@ NO_SNAPSHOT_DETAIL = "No cached snapshot found: is manage.py run_controller runn
 
 CACHE_DOWN_DETAIL = "The cache Redis does not answer; no snapshot can be read."
 
+# How long this process answers /api/metrics/ from the bytes it last read from
+# the cache: a tenth of the default controller interval (5 s), half of the
+# shortest (1 s), so a reader never misses a tick; an answer is at most this
+# much older than the cache's.  Only a good read is kept: a missing snapshot or
+# a dead cache is asked again every request (docs/performance.md, "Web").
+SNAPSHOT_MEMO_SECONDS = 0.5
+
+
+class SnapshotMemo:
+    """The cached snapshot's bytes, kept in the process for SNAPSHOT_MEMO_SECONDS."""
+
+    def __init__(self, seconds: float = SNAPSHOT_MEMO_SECONDS) -> None:
+        self.seconds = seconds
+        # (read at, body), replaced whole.  No lock: when it runs out, the few
+        # threads that read the cache at once each wait for their own read, as
+        # before, and none waits behind another's timeout.
+        self._entry: tuple[float, bytes] | None = None
+
+    def body(self) -> bytes | None:
+        """Raises CacheUnavailable as latest_snapshot_json does."""
+        entry = self._entry
+        if entry is not None and time.monotonic() - entry[0] < self.seconds:
+            return entry[1]
+        read_at = time.monotonic()
+        body = latest_snapshot_json()
+        self._entry = None if body is None else (read_at, body)
+        return body
+
+    def clear(self) -> None:
+        self._entry = None
+
+
+snapshot_memo = SnapshotMemo()
+
 
 def _unavailable(error: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": error, "detail": detail}, status=503)
@@ -43,7 +77,7 @@ def _snapshot_or_error() -> tuple[dict | None, JsonResponse | None]:
 def api_metrics(request: HttpRequest) -> HttpResponse:
     """The cached bytes as they are: the controller serialised them once."""
     try:
-        body = latest_snapshot_json()
+        body = snapshot_memo.body()
     except CacheUnavailable:
         return _unavailable("cache_unavailable", CACHE_DOWN_DETAIL)
     if body is None:
