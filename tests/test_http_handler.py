@@ -61,3 +61,30 @@ def test_an_unknown_path_is_a_404_not_an_error(web):
     with httpx.Client(base_url=web.url) as client:
         answer = client.get("/no/such/page")
     assert answer.status_code == 404
+
+
+def test_healthz_runs_its_chain_on_the_event_loop_even_for_a_signed_in_browser(web, superadmin):
+    """/healthz is marked runs_on_event_loop: with a session, a CSRF cookie and a message
+    waiting, its chain still does no I/O (a query there would be a 500), and leaves them be."""
+    with httpx.Client(base_url=web.url) as client:
+        token = _login_form(client)
+        client.post("/accounts/login/", data={"username": "superadmin", "password": PASSWORD,
+                                              "csrfmiddlewaretoken": token})
+        health = client.get("/healthz")
+        page = client.get("/superadmin/metrics/")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.headers["x-frame-options"] == "DENY" and "no-store" in health.headers["cache-control"]
+    assert not health.cookies  # nothing read, nothing written: the session and CSRF cookies stay as they were
+    assert page.status_code == 200
+
+
+def test_only_a_marked_view_runs_on_the_event_loop():
+    from config.asgi import django_asgi_app
+
+    def on_loop(path: str) -> bool:
+        return django_asgi_app._on_loop({"type": "http", "path": path, "root_path": ""})
+
+    assert on_loop("/healthz")
+    assert not on_loop("/readyz")  # it pings Redis and the database: a thread
+    assert not on_loop("/api/metrics/")
+    assert not on_loop("/no/such/page")

@@ -7,9 +7,11 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from config.http import runs_on_event_loop
 from workers.redis_clients import ping_roles
 
 
+@runs_on_event_loop  # no I/O: the one call runs on the event loop, no thread hand-over (config/http.py)
 @require_GET
 @never_cache
 def healthz(request):
