@@ -2,8 +2,9 @@
 
 The Django HTTP app is built once, before any consumer is imported, so that
 the app registry is ready when consumers import models.  It runs each
-request's middleware chain and view as one sync call (config/http.py, and
-docs/performance.md for why).
+request's middleware chain and view as one sync call, on the event loop's
+thread pool or, for a view that does no I/O (``/healthz``), on the loop
+itself (config/http.py, and docs/performance.md for why).
 """
 
 import os
