@@ -108,7 +108,7 @@ def one_worker_pss(pool: str, concurrency: int, settle: float) -> int:
 
     with private_stack() as (server, _var_dir, env):
         queues = ",".join(worker_groups()["hot"])
-        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-n", f"{pool}@%h",
+        command = [sys.executable, "-m", "workers.cli", "-A", "config", "worker", "-Q", queues, "-n", f"{pool}@%h",
                    "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "WARNING"]
         process = start(command, python_env(env), _var_dir / "worker.log")
         try:
