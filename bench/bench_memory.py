@@ -1,17 +1,17 @@
 """Benchmark: PSS of an idle small installation, every program of one `boot.py up`.
 
-    .venv/bin/python bench/bench_memory.py [--settle 15] [--concurrency 2]
+    .venv/bin/python bench/bench_memory.py [--settle 15] [--concurrency 2] [--no-simulator] [--no-pools]
 
-It runs ``boot.py up`` (the bundled Redis, web, beat, controller and one
-worker per worker group, with each group's pool from workers/queues.py) in
-a private VAR_DIR on free loopback ports, waits until /healthz answers and
-every worker has written its heartbeat, lets the stack settle idle, then
-sums the proportional set size (PSS: a page shared by N processes counts
-1/N to each) of supervisord and everything under it.  It prints each
-program's share, the total against the target (550 MiB), and what one
-worker costs with each pool: the hot group's worker started alone with
-``--pool threads`` and with ``--pool prefork``.  While the simulator is not
-a program of the stack, it is started alone and its PSS added to the total.
+It runs ``boot.py up`` with ``SIMULATOR=true`` (the bundled Redis, the
+simulator, web, beat, controller and one worker per worker group, with each
+group's pool from workers/queues.py) in a private VAR_DIR on free loopback
+ports, waits until /healthz answers and every worker has written its
+heartbeat, lets the stack settle idle, then sums the proportional set size
+(PSS: a page shared by N processes counts 1/N to each) of supervisord and
+everything under it.  It prints each program's share, the total against the
+target (550 MiB), and what one worker costs with each pool: the hot group's
+worker started alone with ``--pool threads`` and with ``--pool prefork``.
+``--no-simulator`` measures the stack without it.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from workers.queues import GROUPS, worker_groups  # noqa: E402
 TARGET_MIB = 550
 
 
-def boot_env(var_dir: Path, concurrency: int) -> dict[str, str]:
+def boot_env(var_dir: Path, concurrency: int, simulator: bool) -> dict[str, str]:
     ours = set(VARIABLES) | {f"{name}_FILE" for name in VARIABLES}
     env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("FW_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(VAR_DIR=str(var_dir), WEB_HOST="127.0.0.1", WEB_PORT=str(free_port()),
-               REDIS_LOCAL_PORT=str(free_port()), WORKER_CONCURRENCY=str(concurrency), LOG_LEVEL="WARNING")
+               REDIS_LOCAL_PORT=str(free_port()), WORKER_CONCURRENCY=str(concurrency), LOG_LEVEL="WARNING",
+               SIMULATOR="true" if simulator else "false", SIMULATOR_PORT=str(free_port()))
     return env
 
 
@@ -87,7 +88,7 @@ def stack_pss(root_pid: int) -> dict[str, tuple[int, int]]:
 
 def measure_stack(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
     var_dir = Path(tempfile.mkdtemp(prefix="fw-bench-mem-"))
-    env = boot_env(var_dir, args.concurrency)
+    env = boot_env(var_dir, args.concurrency, args.simulator)
     process = start([sys.executable, "boot.py", "up"], env, var_dir.parent / f"{var_dir.name}.boot.log")
     try:
         wait_port(int(env["WEB_PORT"]), process, timeout=90)
@@ -107,7 +108,7 @@ def one_worker_pss(pool: str, concurrency: int, settle: float) -> int:
 
     with private_stack() as (server, _var_dir, env):
         queues = ",".join(worker_groups()["hot"])
-        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-n", f"{pool}@%h",
+        command = [sys.executable, "-m", "workers.cli", "-A", "config", "worker", "-Q", queues, "-n", f"{pool}@%h",
                    "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "WARNING"]
         process = start(command, python_env(env), _var_dir / "worker.log")
         try:
@@ -118,23 +119,7 @@ def one_worker_pss(pool: str, concurrency: int, settle: float) -> int:
             stop(process, timeout=60)
 
 
-def simulator_pss(settle: float) -> int:
-    """PSS KiB of the simulator started alone, idle (it is not a program of the stack yet)."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="fw-bench-sim-") as folder:
-        process = start([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)],
-                        {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-                        Path(folder) / "simulator.log")
-        try:
-            wait_port(port, process, timeout=60)
-            time.sleep(settle)
-            return sum(pss_kib(pid) for pid in descendants(process.pid))
-        finally:
-            stop(process)
-
-
-def report(programs: dict[str, tuple[int, int]], pools: dict[str, int], concurrency: int,
-           simulator: int | None) -> None:
+def report(programs: dict[str, tuple[int, int]], pools: dict[str, int], concurrency: int) -> None:
     total = sum(kib for _, kib in programs.values()) / 1024
     print(f"{'program':<20} {'processes':>9} {'PSS MiB':>8}")
     for name, (count, kib) in sorted(programs.items(), key=lambda item: -item[1][1]):
@@ -143,10 +128,8 @@ def report(programs: dict[str, tuple[int, int]], pools: dict[str, int], concurre
     print("pools: " + ", ".join(f"{g.name}={g.pool}" for g in GROUPS) + f"; WORKER_CONCURRENCY={concurrency}")
     for pool, kib in pools.items():
         print(f"one worker (hot queues) with --pool {pool:<8} {kib / 1024:>6.1f} MiB")
-    if simulator is not None:
-        print(f"the simulator is not a program of the stack yet; started alone it takes {simulator / 1024:.1f} MiB")
-        total += simulator / 1024
-        print(f"total with the simulator beside it: {total:.1f} MiB")
+    if "simulator" not in programs:
+        print("measured without the simulator (--no-simulator): the target counts it")
     print(f"anchor: target {TARGET_MIB} MiB; total / target = {total / TARGET_MIB:.2f} (target <= 1.0)")
 
 
@@ -154,11 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settle", type=float, default=15.0, help="idle seconds before measuring (default 15)")
     parser.add_argument("--concurrency", type=int, default=2, help="WORKER_CONCURRENCY (default 2, boot's)")
+    parser.add_argument("--no-simulator", dest="simulator", action="store_false",
+                        help="boot with SIMULATOR=false (the target is measured with it)")
+    parser.add_argument("--no-pools", dest="pools", action="store_false",
+                        help="skip the two single workers started alone with each pool")
     args = parser.parse_args()
     programs = measure_stack(args)
-    pools = {pool: one_worker_pss(pool, args.concurrency, 5.0) for pool in ("threads", "prefork")}
-    simulator = None if "simulator" in programs else simulator_pss(5.0)
-    report(programs, pools, args.concurrency, simulator)
+    pools = {pool: one_worker_pss(pool, args.concurrency, 5.0) for pool in ("threads", "prefork")} if args.pools else {}
+    report(programs, pools, args.concurrency)
 
 
 if __name__ == "__main__":

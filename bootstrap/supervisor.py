@@ -25,7 +25,7 @@ SUPERVISORD_CONF = BASE_DIR / "supervisord.conf"
 WORKER_PROGRAM = """\
 [program:worker-{group}]
 ; consumes: {queues}
-command={python} -m celery -A config worker -Q {queues} -n {group}@%%h {pool_options} --loglevel {log_level}
+command={python} -m workers.cli -A config worker -Q {queues} -n {group}@%%h {pool_options} --loglevel {log_level}
 directory={home}
 autostart=true
 autorestart=true

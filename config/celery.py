@@ -2,6 +2,7 @@
 
 import gc
 import os
+import sys
 
 from celery import Celery
 from celery.signals import worker_init
@@ -10,6 +11,17 @@ import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids
 from workers.routing import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Celery's Django fixup runs Django's system checks when a worker or beat
+# loads its task modules; the checks import the whole URL configuration (every
+# view, the admin and its forms) into processes that serve no page.  boot.py's
+# `migrate` has run them before supervisord starts any program, and
+# `manage.py check` runs them on demand (docs/performance.md, "Memory").
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
+# httpx imports its command-line client when Rich and Pygments are installed
+# (a development virtualenv has them): about 5 MiB per process for a CLI
+# Flowwatch never runs.  A None entry makes that one import fail, which httpx
+# expects (httpx/__init__.py falls back to a stub `main`).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
 
 app = Celery("flowwatch", amqp="workers.routing:GuardedAMQP")
 # Only the CELERY_* settings, so that inspect conf/report show no other secret.

@@ -30,7 +30,10 @@ CSRF_TRUSTED_ORIGINS = value("DJANGO_CSRF_TRUSTED_ORIGINS")
 METRICS_API_TOKEN = value("METRICS_API_TOKEN")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin's models and app without autodiscovery: config/urls.py
+    # imports the apps' admin.py modules where the admin is served (the web
+    # process), not in every worker (docs/performance.md, "Memory").
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

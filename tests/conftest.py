@@ -93,7 +93,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 class CeleryWorker:
-    """A real ``celery worker`` subprocess consuming every declared queue."""
+    """A real worker subprocess (Celery's command line through workers/cli.py) consuming the given queues."""
 
     def __init__(self, queues: tuple[str, ...], name: str = "pytest", env: dict[str, str] | None = None) -> None:
         self.queues = queues
@@ -104,7 +104,7 @@ class CeleryWorker:
 
     def start(self) -> "CeleryWorker":
         command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
+            sys.executable, "-m", "workers.cli", "-A", "config", "worker",  # as supervisord runs them
             "-Q", ",".join(self.queues), "-n", f"{self.name}@%h",
             "-c", "2", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
         ]

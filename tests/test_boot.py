@@ -344,7 +344,7 @@ def test_supervisord_conf_defines_every_program_for_all_roles(tmp_path, monkeypa
         "--ws", "websockets", "--lifespan", "off", "--timeout-graceful-shutdown", "10",
     ]
     beat = shlex.split(processes["beat"].command)
-    assert beat[1:5] == ["-m", "celery", "-A", "config"] and beat[5] == "beat"
+    assert beat[1:5] == ["-m", "workers.cli", "-A", "config"] and beat[5] == "beat"
     assert beat[beat.index("--schedule") + 1] == str(plan.var_dir / "run" / "celerybeat-schedule")
 
 
@@ -363,7 +363,7 @@ def test_each_worker_consumes_its_groups_queues_and_stops_warm(tmp_path, monkeyp
     for group, queues in worker_groups().items():
         worker = processes[f"worker-{group}"]
         args = shlex.split(worker.command)
-        assert args[1:6] == ["-m", "celery", "-A", "config", "worker"]
+        assert args[1:6] == ["-m", "workers.cli", "-A", "config", "worker"]
         assert args[args.index("-Q") + 1] == ",".join(queues)
         assert args[args.index("-n") + 1] == f"{group}@%h"
         assert args[args.index("--concurrency") + 1] == "3"

@@ -24,12 +24,19 @@ behind kombu's ``global_keyprefix``):
     (workers/handback.py).
 ``fw:processed:<epoch minute>`` (hash)
     field = queue, value = tasks finished in that minute (``task_postrun``,
-    keyed by the delivery's routing key).  Expires after
-    :data:`PROCESSED_MINUTE_TTL`.
+    keyed by the delivery's routing key and the minute the task finished in).
+    Expires after :data:`PROCESSED_MINUTE_TTL`.
 ``fw:processed:total`` (hash)
     field = queue, value = tasks finished ever; the controller's "stalled"
     test watches it move.  Expires :data:`PROCESSED_TOTAL_TTL` after the last
     task.
+
+The processed counters are counted in the process that ran the task and
+written by one thread of that process at most every :data:`FLUSH_INTERVAL`
+seconds, in one pipelined round trip for everything counted meanwhile, and
+once more when the worker (or a prefork child) shuts down.  A task therefore
+costs no round trip of its own (docs/performance.md, "Tasks"); a process
+killed outright loses at most its last interval's counts.
 
 Metrics must never fail a task or stop a worker: every write swallows Redis
 errors and logs the first failure of an outage once.
@@ -48,7 +55,7 @@ import time
 from typing import Any
 
 import redis
-from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, task_postrun, worker_process_shutdown, worker_ready, worker_shutdown
 
 from workers import handback
 from workers.collect_keys import BrokerKeys
@@ -64,6 +71,9 @@ HEARTBEAT_TTL = 30.0
 WORKERS_KEY_TTL = 3600
 PROCESSED_MINUTE_TTL = 180
 PROCESSED_TOTAL_TTL = 7 * 24 * 3600
+# Seconds between two writes of the processed counters by one process: well
+# under the controller's tick (METRICS_CONTROLLER_INTERVAL, 5 s).
+FLUSH_INTERVAL = 0.5
 # Lock owners of workers are "<worker name>#<instance>" (workers/locks.py).
 INSTANCE_SEPARATOR = "#"
 
@@ -161,15 +171,82 @@ def remove_heartbeat(client: redis.Redis, keys: BrokerKeys, name: str) -> None:
     client.hdel(keys.workers, name)
 
 
-def count_processed(client: redis.Redis, keys: BrokerKeys, queue: str, now: float | None = None) -> None:
-    """One pipelined round trip per finished task."""
-    minute_key = keys.processed_minute(int((now or time.time()) // 60))
+def write_processed(client: redis.Redis, keys: BrokerKeys, counts: dict[tuple[int, str], int]) -> None:
+    """Add ``counts`` ((epoch minute, queue) -> tasks finished) in one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
-    pipe.hincrby(minute_key, queue, 1)
-    pipe.expire(minute_key, PROCESSED_MINUTE_TTL)
-    pipe.hincrby(keys.processed_total, queue, 1)
+    totals: dict[str, int] = {}
+    for (minute, queue), count in counts.items():
+        pipe.hincrby(keys.processed_minute(minute), queue, count)
+        totals[queue] = totals.get(queue, 0) + count
+    for minute in {minute for minute, _ in counts}:
+        pipe.expire(keys.processed_minute(minute), PROCESSED_MINUTE_TTL)
+    for queue, count in totals.items():
+        pipe.hincrby(keys.processed_total, queue, count)
     pipe.expire(keys.processed_total, PROCESSED_TOTAL_TTL)
     pipe.execute()
+
+
+def count_processed(client: redis.Redis, keys: BrokerKeys, queue: str, now: float | None = None) -> None:
+    """Count one finished task at once (what the batched counter writes, for one task)."""
+    write_processed(client, keys, {(int((now or time.time()) // 60), queue): 1})
+
+
+class ProcessedCounter:
+    """Finished tasks of this process, written by a daemon thread at most every FLUSH_INTERVAL.
+
+    ``add`` only counts in memory and wakes the thread; the thread waits
+    :data:`FLUSH_INTERVAL` seconds (collecting whatever finishes meanwhile),
+    then writes everything counted in one round trip.  ``flush`` writes at
+    once (worker shutdown).
+    """
+
+    def __init__(self, keys: BrokerKeys) -> None:
+        self.keys = keys
+        self.lock = threading.Lock()
+        self.pending: dict[tuple[int, str], int] = {}
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fw-processed", daemon=True)
+        self.thread.start()
+
+    def add(self, queue: str, now: float | None = None) -> None:
+        key = (int((now or time.time()) // 60), queue)
+        with self.lock:
+            self.pending[key] = self.pending.get(key, 0) + 1
+        self.wake.set()
+
+    def flush(self) -> None:
+        with self.lock:
+            counts, self.pending = self.pending, {}
+        if counts:
+            _guarded("processed counter", lambda: write_processed(broker_client(), self.keys, counts))
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            time.sleep(FLUSH_INTERVAL)
+            self.wake.clear()  # what is added from here on wakes the next round
+            self.flush()
+
+
+_counters: dict[int, ProcessedCounter] = {}
+_counters_lock = threading.Lock()
+
+
+def processed_counter(app: Any) -> ProcessedCounter:
+    """This process's counter (a prefork child gets its own, with its own thread)."""
+    pid = os.getpid()
+    counter = _counters.get(pid)
+    if counter is None:
+        with _counters_lock:
+            counter = _counters.get(pid) or _counters.setdefault(pid, ProcessedCounter(_keys(app)))
+    return counter
+
+
+def flush_processed() -> None:
+    """Write what this process counted and has not written yet."""
+    counter = _counters.get(os.getpid())
+    if counter is not None:
+        counter.flush()
 
 
 def held_tags() -> set[str]:
@@ -264,6 +341,7 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    flush_processed()  # the threads and solo pools count in this process
     beater: _Beater | None = _state.pop("beater", None)
     if beater is None:
         return
@@ -280,6 +358,11 @@ def count_finished_task(sender: Any = None, task: Any = None, **_: Any) -> None:
     queue = delivery.get("routing_key")
     if queue not in QUEUE_NAMES or task.request.is_eager:
         return
-    keys = _keys(task.app)
-    _guarded("processed counter", lambda: count_processed(broker_client(), keys, queue))
+    processed_counter(task.app).add(queue)
+
+
+@worker_process_shutdown.connect
+def flush_child_counts(**_: Any) -> None:
+    """A prefork child that ends (shutdown, max tasks, pool shrink) writes its last counts."""
+    flush_processed()
 

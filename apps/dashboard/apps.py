@@ -8,8 +8,15 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # Every process that loads Django registers it, the stats_cache worker
         # included: rebuild_caches (after a Redis restart, and from beat)
-        # then refills the docs search index at once.
-        from apps.dashboard import docs
+        # then refills the docs search index at once.  The docs module (and
+        # Markdown with it) is imported when the rebuilder runs, not in every
+        # process at start (docs/performance.md, "Memory").
         from workers.rebuild import rebuilder
 
-        rebuilder("docs_index")(docs.rebuild_index)
+        rebuilder("docs_index")(rebuild_docs_index)
+
+
+def rebuild_docs_index() -> int:
+    from apps.dashboard import docs
+
+    return docs.rebuild_index()

@@ -14,6 +14,10 @@ from apps.metrics.controller import Controller
 
 class Command(BaseCommand):
     help = "Collect queue and Redis metrics every few seconds, publish them, record events. SIGTERM stops it."
+    # No system checks at start: they import the whole URL configuration (every
+    # view, the admin) into a process that serves no page.  boot.py's migrate
+    # has run them before supervisord starts the controller.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="run one tick and exit")
