@@ -33,7 +33,7 @@ def _seconds(name: str) -> timedelta:
 
 
 # The fields of an entry that processing reads (apps.tenants.odata.parse_log and the
-# expanded headers); the rest (metadata, deferred links, web links) is not staged.
+# expanded headers); the rest (metadata, deferred links, component names) is not staged.
 STAGED_FIELDS = ("MessageGuid", "IntegrationFlowName", "Status", "LogStart", "LogEnd", *OPTIONAL_TEXT.values(),
                  "IntegrationArtifact", "CustomHeaderProperties")
 EXPAND = "CustomHeaderProperties"  # headers come with the page: no call per message for them
