@@ -3,12 +3,13 @@
 Run by hand, never by the test suite (it asserts nothing about time):
 
     .venv/bin/python bench/bench_ingest.py [--messages 100000] [--rate 1000] [--follow 30]
-                                           [--concurrency 2] [--window 600]
+                                           [--concurrency 2] [--pool group] [--window 600]
 
 It starts, each on a free loopback port and in a temporary VAR_DIR (SQLite):
 a private redis-server, ``python -m simulator`` holding about ``--messages``
 messages of history at ``--rate`` messages per minute, one ``celery worker``
-per worker group of workers/queues.py (``--concurrency`` threads or processes each) and
+per worker group of workers/queues.py (with the group's own pool, as supervisor
+runs it, unless ``--pool`` says otherwise; ``--concurrency`` threads or processes each) and
 ``celery beat``; then registers the simulator as a tenant, so the first beat
 tick onboards it. It prints
 
@@ -54,7 +55,7 @@ import httpx  # noqa: E402
 
 from apps.tenants.client import _key, _query, datetime_literal  # noqa: E402  (plain Python, no Django)
 from tests.servers import RedisServer, free_port, stop_group  # noqa: E402
-from workers.queues import worker_groups  # noqa: E402
+from workers.queues import BY_GROUP, worker_groups  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-secret"
 EXPAND = "CustomHeaderProperties"  # what apps.messagelogs.reading asks to come inline with a page
@@ -93,6 +94,10 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.history_days = args.messages / args.rate / 1440
 
+    def pool(self, group: str) -> str:
+        """The group's own pool (as boot.py writes it for supervisor), unless --pool names one for all."""
+        return BY_GROUP[group].pool if self.args.pool == "group" else self.args.pool
+
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "VAR_DIR": str(self.var), "REDIS_LOCAL": "false",
@@ -113,7 +118,8 @@ class Stack:
             "SIMULATOR_RATE_LIMIT": "0", "SIMULATOR_CLIENT_ID": USER, "SIMULATOR_CLIENT_SECRET": PASSWORD})
         for group, queues in worker_groups().items():
             self.spawn(f"worker-{group}", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
-                                           ",".join(queues), "-n", f"{group}@%h", "-c", str(self.args.concurrency),
+                                           ",".join(queues), "-n", f"{group}@%h", "-P", self.pool(group),
+                                           "-c", str(self.args.concurrency),
                                            "--without-mingle", "--without-gossip", "-l", "WARNING"])
         self.wait_for_simulator()
         base = f"http://127.0.0.1:{self.sim_port}"
@@ -243,6 +249,9 @@ def literal(stored: str) -> str:
 def run(stack: Stack, args: argparse.Namespace) -> None:
     stored = "SELECT count(*) FROM messagelogs_messagelog"
     began = time.monotonic()
+    pools = ", ".join(f"{group} {stack.pool(group)}" for group in worker_groups())
+    print(f"workers   {pools}; concurrency {args.concurrency}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     stack.start()
     ticked = time.monotonic()
     wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow") > 0, 120, "onboarding")
@@ -277,6 +286,7 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
     entries, seconds = pages_only_rate(stack)
     print(f"pages     {entries / seconds:.0f} messages/s: the simulator's raw rate for the list pages only "
           f"({entries} messages, one connection, no $expand, no detail calls); ingest is {ingest / (entries / seconds):.2f} of it")
+    print(f"load      average {os.getloadavg()[0]:.1f} at the end (the machine has {os.cpu_count()} CPUs)")
     print(f"CPU seconds until the details were complete ({ingest_seconds:.0f} s from the first tick), "
           f"and over the whole run ({time.monotonic() - began:.0f} s, with following and both serving reads):")
     for name, process in sorted(stack.processes.items()):
@@ -289,7 +299,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=1000, help="simulator messages per minute")
     parser.add_argument("--follow", type=float, default=30.0, help="seconds of live following to measure")
-    parser.add_argument("--concurrency", type=int, default=2, help="processes per worker group")
+    parser.add_argument("--concurrency", type=int, default=2, help="threads or processes per worker group")
+    parser.add_argument("--pool", choices=("group", "threads", "prefork"), default="group",
+                        help="Celery pool of every worker: 'group' runs each group's own, as supervisor does")
     parser.add_argument("--window", type=int, default=600, help="MESSAGELOG_BACKFILL_WINDOW_SECONDS")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
