@@ -40,7 +40,7 @@ logger = logging.getLogger("flowwatch.messagelogs")
 ALERT = "alert"
 DETAILS_CHUNK = 50
 HEADERS_CHUNK = 1000  # messages whose expanded headers one task stores
-CORRELATIONS_CHUNK = 200
+CORRELATIONS_CHUNK = 1000  # one task per page: a 1000-id call costs 20 % less CPU than five of 200
 READ_LOCK_TTL = 300.0  # extended after every page; a dead reader's lock lapses (or the controller removes it)
 # A busy SQLite ("database is locked" past the busy timeout) or a dropped
 # connection is worth another try; a tenant's own errors are recorded instead.
