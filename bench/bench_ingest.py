@@ -3,12 +3,13 @@
 Run by hand, never by the test suite (it asserts nothing about time):
 
     .venv/bin/python bench/bench_ingest.py [--messages 100000] [--rate 1000] [--follow 30]
-                                           [--concurrency 2] [--window 600]
+                                           [--concurrency 2] [--pool group] [--window 600]
 
 It starts, each on a free loopback port and in a temporary VAR_DIR (SQLite):
 a private redis-server, ``python -m simulator`` holding about ``--messages``
 messages of history at ``--rate`` messages per minute, one ``celery worker``
-per worker group of workers/queues.py (``--concurrency`` processes each) and
+per worker group of workers/queues.py (with the group's own pool, as supervisor
+runs it, unless ``--pool`` says otherwise; ``--concurrency`` threads or processes each) and
 ``celery beat``; then registers the simulator as a tenant, so the first beat
 tick onboards it. It prints
 
@@ -16,24 +17,34 @@ tick onboards it. It prints
   backfill window is read and every staged page stored;
 * details  — seconds until every FAILED, ESCALATED and RETRY message has its
   error text and attachments;
+* ingest   — messages stored / seconds until the details are complete too:
+  the pipeline's rate for the whole job;
+* serving  — the anchor: the simulator's own rate for the same work read raw
+  by a bare httpx client (the same backfill windows with the same $filter,
+  $orderby, $top and $expand, plus the two detail calls per problem message),
+  on ``--concurrency`` threads with a kept connection each, storing nothing;
+  and ``ratio``, ingest / serving;
+* pages    — the simulator's raw rate for the list pages alone (one
+  connection, the whole history in one paged read): a second, higher anchor;
 * follow   — messages stored per second over ``--follow`` seconds of live
   traffic, beside the simulator's live rate;
-* serving  — the simulator's own rate for the same history read raw (httpx,
-  one connection, pages of 1000): the ceiling of any reader;
-* CPU seconds per process (simulator, each worker group, beat, Redis):
-  where the time went.
+* CPU seconds per process (simulator, each worker group, beat, Redis) until
+  the details were complete and over the whole run: where the time went.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -42,10 +53,13 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from apps.tenants.client import _key, _query, datetime_literal  # noqa: E402  (plain Python, no Django)
 from tests.servers import RedisServer, free_port, stop_group  # noqa: E402
-from workers.queues import worker_groups  # noqa: E402
+from workers.queues import BY_GROUP, worker_groups  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-secret"
+EXPAND = "CustomHeaderProperties"  # what apps.messagelogs.reading asks to come inline with a page
+PROBLEMS = "('FAILED', 'ESCALATED', 'RETRY')"
 CREATE_TENANT = (
     "from apps.tenants.models import Tenant; "
     "t = Tenant(name='simulator', api_url='{url}', auth='oauth', token_url='{token}', client_id='{user}', "
@@ -80,6 +94,10 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.history_days = args.messages / args.rate / 1440
 
+    def pool(self, group: str) -> str:
+        """The group's own pool (as boot.py writes it for supervisor), unless --pool names one for all."""
+        return BY_GROUP[group].pool if self.args.pool == "group" else self.args.pool
+
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "VAR_DIR": str(self.var), "REDIS_LOCAL": "false",
@@ -100,7 +118,8 @@ class Stack:
             "SIMULATOR_RATE_LIMIT": "0", "SIMULATOR_CLIENT_ID": USER, "SIMULATOR_CLIENT_SECRET": PASSWORD})
         for group, queues in worker_groups().items():
             self.spawn(f"worker-{group}", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
-                                           ",".join(queues), "-n", f"{group}@%h", "-c", str(self.args.concurrency),
+                                           ",".join(queues), "-n", f"{group}@%h", "-P", self.pool(group),
+                                           "-c", str(self.args.concurrency),
                                            "--without-mingle", "--without-gossip", "-l", "WARNING"])
         self.wait_for_simulator()
         base = f"http://127.0.0.1:{self.sim_port}"
@@ -121,8 +140,11 @@ class Stack:
         raise RuntimeError("the simulator did not start")
 
     def query(self, sql: str) -> int:
+        return self.rows(sql)[0][0] or 0
+
+    def rows(self, sql: str) -> list[tuple]:
         with sqlite3.connect(f"file:{self.var / 'flowwatch.sqlite3'}?mode=ro", uri=True, timeout=30) as db:
-            return db.execute(sql).fetchone()[0] or 0
+            return db.execute(sql).fetchall()
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -139,12 +161,16 @@ def wait(condition, timeout: float, label: str) -> float:
     raise RuntimeError(f"{label} not reached within {timeout} s")
 
 
-def serving_rate(stack: Stack) -> tuple[int, float]:
-    """Entries and seconds for a raw paged read of the history (one kept connection)."""
+def _token_headers(client: httpx.Client, base: str) -> dict[str, str]:
+    token = client.post(f"{base}/oauth/token?grant_type=client_credentials", auth=(USER, PASSWORD)).json()
+    return {"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"}
+
+
+def pages_only_rate(stack: Stack) -> tuple[int, float]:
+    """Entries and seconds for a raw paged read of the whole history (one kept connection, list pages only)."""
     base = f"http://127.0.0.1:{stack.sim_port}"
     with httpx.Client(timeout=60) as client:
-        token = client.post(f"{base}/oauth/token?grant_type=client_credentials", auth=(USER, PASSWORD)).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"}
+        headers = _token_headers(client, base)
         start = (datetime.now(timezone.utc) - timedelta(days=stack.history_days + 0.01)).strftime("%Y-%m-%dT%H:%M:%S")
         url = f"{base}/api/v1/MessageProcessingLogs?$filter=LogEnd ge datetime'{start}'&$orderby=LogEnd&$top=1000"
         entries, began = 0, time.monotonic()
@@ -155,33 +181,118 @@ def serving_rate(stack: Stack) -> tuple[int, float]:
         return entries, time.monotonic() - began
 
 
+class SameWork:
+    """The simulator's serving rate for the work the pipeline asked of it, read raw.
+
+    The backfill windows the pipeline read (its $filter, $orderby, $top and
+    $expand, newest window first, following __next), then for every problem
+    message the calls the details lanes make (error text and attachments),
+    50 messages a job as the details tasks take them.  ``concurrency``
+    threads, each with one kept connection, as the cold worker's threads;
+    nothing is stored and nothing queued: the answers are parsed and dropped.
+    """
+
+    def __init__(self, stack: Stack, concurrency: int) -> None:
+        self.base = f"http://127.0.0.1:{stack.sim_port}"
+        self.concurrency = concurrency
+        self.local = threading.local()
+        self.windows = stack.rows("SELECT start, \"end\" FROM tenants_backfillwindow ORDER BY \"end\" DESC")
+        self.guids = [g for (g,) in stack.rows(f"SELECT guid FROM messagelogs_messagelog WHERE status IN {PROBLEMS}")]
+        self.entries = 0
+        self.calls = 0
+
+    def client(self) -> tuple[httpx.Client, dict[str, str]]:
+        if not hasattr(self.local, "client"):
+            self.local.client = httpx.Client(timeout=60)
+            self.local.headers = _token_headers(self.local.client, self.base)
+        return self.local.client, self.local.headers
+
+    def window(self, start: str, end: str) -> None:
+        client, headers = self.client()
+        params = {"$filter": f"LogEnd ge {literal(start)} and LogEnd lt {literal(end)}", "$orderby": "LogEnd",
+                  "$top": "1000", "$format": "json", "$expand": EXPAND}
+        url = httpx.URL(f"{self.base}/api/v1/MessageProcessingLogs?{_query(params)}")
+        while url:
+            body = json.loads(client.get(url, headers=headers).content)["d"]
+            self.entries += len(body["results"])
+            url = body.get("__next") and url.join(body["__next"])
+
+    def details(self, guids: list[str]) -> None:
+        client, headers = self.client()
+        for guid in guids:
+            root = f"{self.base}/api/v1/MessageProcessingLogs{_key(guid)}"
+            # A 404 is an answer too (a message aged out of the history meanwhile), as for the pipeline.
+            for response in (client.get(f"{root}/ErrorInformation/$value", headers=headers),
+                             client.get(f"{root}/Attachments?$format=json", headers=headers)):
+                if response.status_code not in (200, 404):
+                    response.raise_for_status()
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    json.loads(response.content)
+            self.calls += 2
+
+    def run(self) -> float:
+        began = time.monotonic()
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            jobs = [pool.submit(self.window, start, end) for start, end in self.windows]
+            jobs += [pool.submit(self.details, self.guids[i:i + 50]) for i in range(0, len(self.guids), 50)]
+            for job in jobs:
+                job.result()
+        return time.monotonic() - began
+
+
+def literal(stored: str) -> str:
+    """A window bound as SQLite stores it ('2026-11-27 10:00:00.123456') -> the client's datetime literal."""
+    moment = datetime.fromisoformat(stored)
+    return datetime_literal(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
 def run(stack: Stack, args: argparse.Namespace) -> None:
     stored = "SELECT count(*) FROM messagelogs_messagelog"
     began = time.monotonic()
+    pools = ", ".join(f"{group} {stack.pool(group)}" for group in worker_groups())
+    print(f"workers   {pools}; concurrency {args.concurrency}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     stack.start()
     ticked = time.monotonic()
     wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow") > 0, 120, "onboarding")
     wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow WHERE done_at IS NULL") == 0
          and stack.query("SELECT count(*) FROM messagelogs_logpage WHERE error = ''") == 0, 1800, "backfill")
     backfill_seconds, backfilled = time.monotonic() - ticked, stack.query(stored)
-    print(f"backfill  {backfilled} messages in {backfill_seconds:.1f} s: {backfilled / backfill_seconds:.0f} messages/s")
-    missing = ("SELECT count(*) FROM messagelogs_messagelog WHERE status IN ('FAILED', 'ESCALATED', 'RETRY') "
-               "AND details_at IS NULL")
+    print(f"backfill  {backfilled} messages stored in {backfill_seconds:.1f} s: "
+          f"{backfilled / backfill_seconds:.0f} messages/s")
+    missing = f"SELECT count(*) FROM messagelogs_messagelog WHERE status IN {PROBLEMS} AND details_at IS NULL"
     details = wait(lambda: stack.query(missing) == 0, 1800, "details")
-    problems = stack.query("SELECT count(*) FROM messagelogs_messagelog WHERE status IN ('FAILED', 'ESCALATED', 'RETRY')")
-    print(f"details   {problems} problem messages complete {details:.1f} s after the backfill")
+    problems = stack.query(f"SELECT count(*) FROM messagelogs_messagelog WHERE status IN {PROBLEMS}")
+    headers = stack.query("SELECT count(*) FROM messagelogs_messagelog WHERE headers_at IS NOT NULL")
+    print(f"details   {problems} problem messages complete {details:.1f} s after the backfill "
+          f"({headers} messages have their custom headers)")
+    ingest_seconds = backfill_seconds + details
+    cpu = {name: tree_cpu(process.pid) for name, process in stack.processes.items()}
+    ingest = backfilled / ingest_seconds
+    print(f"ingest    {ingest:.0f} messages/s: {backfilled} messages stored with the details of the problem ones "
+          f"in {ingest_seconds:.1f} s")
+    # The anchor right away: on a shared machine, the nearer in time the two sides, the likelier the same load.
+    same = SameWork(stack, args.concurrency)
+    seconds = same.run()
+    serving = same.entries / seconds
+    print(f"serving   {serving:.0f} messages/s: the simulator's rate for the same work read raw "
+          f"({len(same.windows)} windows, {same.entries} entries with $expand={EXPAND}, {same.calls} detail calls for "
+          f"{len(same.guids)} problem messages, {args.concurrency} threads) in {seconds:.1f} s")
+    print(f"ratio     ingest / serving = {ingest / serving:.2f}")
+    entries, seconds = pages_only_rate(stack)
+    print(f"pages     {entries / seconds:.0f} messages/s: the simulator's raw rate for the list pages only "
+          f"({entries} messages, one connection, no $expand, no detail calls); ingest is {ingest / (entries / seconds):.2f} of it")
     before, follow_start = stack.query(stored), time.monotonic()
     time.sleep(args.follow)
     followed = stack.query(stored) - before
     print(f"follow    {followed / (time.monotonic() - follow_start):.1f} messages/s stored while following "
           f"(the simulator writes {args.rate / 60:.1f}/s; polls every 15 s, so this lags by up to one tick)")
-    entries, seconds = serving_rate(stack)
-    print(f"serving   {entries / seconds:.0f} messages/s: the simulator's raw rate for {entries} messages "
-          f"(backfill reached {backfilled / backfill_seconds / (entries / seconds):.2f} of it)")
-    print(f"CPU seconds after {time.monotonic() - began:.0f} s wall clock:")
+    print(f"load      average {os.getloadavg()[0]:.1f} at the end (the machine has {os.cpu_count()} CPUs)")
+    print(f"CPU seconds until the details were complete ({ingest_seconds:.0f} s from the first tick), "
+          f"and over the whole run ({time.monotonic() - began:.0f} s, with following and both serving reads):")
     for name, process in sorted(stack.processes.items()):
-        print(f"  {name:<18} {tree_cpu(process.pid):7.1f}")
-    print(f"  {'redis':<18} {tree_cpu(stack.redis.process.pid):7.1f}")
+        print(f"  {name:<18} {cpu[name]:7.1f} {tree_cpu(process.pid):7.1f}")
+    print(f"  {'redis':<18} {'':7} {tree_cpu(stack.redis.process.pid):7.1f}")
 
 
 def main() -> None:
@@ -189,7 +300,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=1000, help="simulator messages per minute")
     parser.add_argument("--follow", type=float, default=30.0, help="seconds of live following to measure")
-    parser.add_argument("--concurrency", type=int, default=2, help="processes per worker group")
+    parser.add_argument("--concurrency", type=int, default=2, help="threads or processes per worker group")
+    parser.add_argument("--pool", choices=("group", "threads", "prefork"), default="group",
+                        help="Celery pool of every worker: 'group' runs each group's own, as supervisor does")
     parser.add_argument("--window", type=int, default=600, help="MESSAGELOG_BACKFILL_WINDOW_SECONDS")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)

@@ -124,7 +124,7 @@ class Api:
                                                    if more else None))
 
     def _log_json(self, record: Record, root: str, escaped_root: str, expand: bool) -> str:
-        headers = odata.dumps({"results": header_entries(record, root)}).decode() if expand else None
+        headers = odata.headers_json(record.message, escaped_root) if expand else None
         return odata.log_json(self.timeline, record, escaped_root, headers)
 
     def count(self, request: Request) -> Response:

@@ -93,6 +93,18 @@ def custom_headers(message: Message) -> list[tuple[str, str]]:
     return [(name, values[name]) for name in HEADER_NAMES[:count]]
 
 
+def headers_json(message: Message, root: str) -> str:
+    """The expanded CustomHeaderProperties of a log entry as JSON text, ``root`` JSON-escaped (json_text).
+    Rendered from a template like log_json: with $expand it is on the page renderer's path."""
+    guid, kind = message.guid, NAMESPACE + "CustomHeaderProperty"
+    parts = []
+    for n, (name, value) in enumerate(custom_headers(message)):
+        uri = f"{root}/CustomHeaderProperties{key(f'{guid}-{n}')}"
+        parts.append(f'{{"__metadata":{{"id":"{uri}","uri":"{uri}","type":"{kind}"}},"Id":"{guid}-{n}",'
+                     f'"Name":"{name}","Value":{json.dumps(value, ensure_ascii=False)}}}')
+    return f'{{"results":[{",".join(parts)}]}}'
+
+
 def has_error(record: Record) -> bool:
     """FAILED and ESCALATED messages keep an error; so does one that was retried."""
     return record.status in ("FAILED", "ESCALATED", "RETRY") or bool(record.message.retry_end)

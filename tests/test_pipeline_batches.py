@@ -109,3 +109,50 @@ def test_a_message_inserted_by_another_worker_meanwhile_still_gets_the_newer_sta
     result = process_page(stage(tenant, [entry("m-1", "COMPLETED", T0 + timedelta(minutes=1))]))
     assert len(result.changed) == 1 and result.created == []
     assert MessageLog.objects.get(guid="m-1").status == "COMPLETED"
+
+
+def expanded(*headers: tuple[str, str]) -> dict:
+    return {"CustomHeaderProperties": {"results": [
+        {"__metadata": {"type": "com.sap.hci.api.CustomHeaderProperty"}, "Id": f"h-{n}", "Name": name, "Value": value}
+        for n, (name, value) in enumerate(headers)]}}
+
+
+def test_headers_a_page_carries_are_stored_for_every_message_in_bulk_and_a_resend_replaces_them(tenant):
+    from apps.messagelogs.models import CustomHeader
+    from apps.messagelogs.tasks import messagelog_customheaders
+
+    entries = [entry("done", "COMPLETED", T0, **expanded(("Region", "EMEA"), ("CustomerId", "C1"))),
+               entry("bad", "FAILED", T0, **expanded()),
+               entry("deferred", "FAILED", T0, CustomHeaderProperties={"__deferred": {"uri": "x"}})]
+    result = process_page(stage(tenant, entries))
+    ids = {m.guid: m.id for m in MessageLog.objects.all()}
+    assert sorted(result.headers) == sorted([[ids["done"], [["h-0", "Region", "EMEA"], ["h-1", "CustomerId", "C1"]]],
+                                             [ids["bad"], []]])
+    assert result.headers_unknown == [ids["deferred"]]  # fetched one by one, as before
+    for _ in range(2):  # a redelivered task stores the same, once
+        assert messagelog_customheaders.run(tenant.id, [i for i, _ in result.headers], result.headers) == {"stored": 2}
+    stored = sorted(CustomHeader.objects.values_list("message__guid", "name", "value"))
+    assert stored == [("done", "CustomerId", "C1"), ("done", "Region", "EMEA")]
+    assert set(MessageLog.objects.exclude(headers_at=None).values_list("guid", flat=True)) == {"done", "bad"}
+
+
+def test_a_page_with_a_malformed_expanded_header_stores_nothing(tenant):
+    broken = {"CustomHeaderProperties": {"results": [{"Id": "h-0", "Name": 7, "Value": "x"}]}}
+    page_id = stage(tenant, [entry("ok", "COMPLETED", T0), entry("odd", "COMPLETED", T0, **broken)])
+    with pytest.raises(BadPage, match="entry 1 .*custom header"):
+        process_page(page_id)
+    assert not MessageLog.objects.exists() and "custom header" in LogPage.objects.get(id=page_id).error
+
+
+def test_a_staged_page_keeps_what_storing_reads_and_drops_metadata_and_links():
+    from apps.messagelogs.reading import slim
+
+    raw = {"__metadata": {"uri": "x"}, **entry("m", "FAILED", T0), "Sender": "S", "AlternateWebLink": "https://…",
+           "IntegrationArtifact": {"__metadata": {"type": "t"}, "Id": "OrderToCash", "PackageId": "P"},
+           "ErrorInformation": {"__deferred": {"uri": "y"}}, **expanded(("Region", "APJ"))}
+    kept = slim(raw)
+    assert set(kept) == {"MessageGuid", "CorrelationId", "IntegrationFlowName", "Status", "LogStart", "LogEnd",
+                         "Sender", "AlternateWebLink", "IntegrationArtifact", "CustomHeaderProperties"}
+    assert kept["IntegrationArtifact"] == {"Id": "OrderToCash", "PackageId": "P"}
+    assert kept["CustomHeaderProperties"] == [{"Id": "h-0", "Name": "Region", "Value": "APJ"}]
+    assert "CustomHeaderProperties" not in slim({**raw, "CustomHeaderProperties": {"__deferred": {"uri": "z"}}})

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.messagelogs.models import LogPage, MessageLog
+from apps.messagelogs.models import CustomHeader, LogPage, MessageLog
 from apps.tenants.client import TenantClient
 from apps.tenants.models import BackfillWindow, Tenant
 from tests.pipeline_support import pipeline_worker, poll_now  # noqa: F401  (a fixture)
@@ -51,6 +51,14 @@ def test_first_start_backfills_the_simulators_history_then_follows_it(clean_redi
     assert failed.exists()
     wait_for(lambda: not failed.filter(details_at=None).exists(), timeout=90, interval=0.5)
     assert all(failed.values_list("error_text", flat=True))
+    # The headers came with the pages ($expand): every message has them, as the tenant lists them one by one.
+    wait_for(lambda: not MessageLog.objects.filter(tenant=tenant, headers_at=None).exists(), timeout=90, interval=0.5)
+    recent = MessageLog.objects.filter(tenant=tenant, log_start__gte=onboarded - timedelta(minutes=20))  # not aged out
+    with TenantClient(simulator.config()) as client:
+        for message in recent.order_by("id")[::97]:
+            expected = sorted((h["Name"], h["Value"]) for h in client.custom_headers(message.guid))
+            assert sorted(message.custom_headers.values_list("name", "value")) == expected
+    assert CustomHeader.objects.filter(message__tenant=tenant).exists()
     assert simulator.client_secret not in pipeline_worker.log.read_text()
 
 

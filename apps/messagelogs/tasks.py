@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from apps.core.dispatch import chunks, send_on_commit
 from apps.messagelogs import reading
-from apps.messagelogs.enrich import link_correlations, store_details, store_headers
+from apps.messagelogs.enrich import fetch_details as fetch_one, link_correlations, save_details, save_headers, \
+    store_headers
 from apps.messagelogs.ingest import BadPage, Upserted, process_page
 from apps.messagelogs.models import COLD, MessageLog
 from apps.tenants.connections import client_for
@@ -38,7 +39,8 @@ logger = logging.getLogger("flowwatch.messagelogs")
 
 ALERT = "alert"
 DETAILS_CHUNK = 50
-CORRELATIONS_CHUNK = 200
+HEADERS_CHUNK = 1000  # messages whose expanded headers one task stores
+CORRELATIONS_CHUNK = 1000  # one task per page: a 1000-id call costs 20 % less CPU than five of 200
 READ_LOCK_TTL = 300.0  # extended after every page; a dead reader's lock lapses (or the controller removes it)
 # A busy SQLite ("database is locked" past the busy timeout) or a dropped
 # connection is worth another try; a tenant's own errors are recorded instead.
@@ -147,7 +149,10 @@ def queue_followups(result: Upserted) -> None:
         send_on_commit(messagelog_get_details_alert, result.tenant_id, ids)
     for ids in chunks(plain, DETAILS_CHUNK):
         send_on_commit(lane_task, result.tenant_id, ids)
-    for ids in chunks(plain, DETAILS_CHUNK):
+    # Headers the page carried are stored in bulk; the others' one call per problem message.
+    for headers in chunks(result.headers, HEADERS_CHUNK):
+        send_on_commit(messagelog_customheaders, result.tenant_id, [i for i, _ in headers], headers)
+    for ids in chunks([i for i in result.headers_unknown if i not in alerting], DETAILS_CHUNK):
         send_on_commit(messagelog_customheaders, result.tenant_id, ids)
     for correlation_ids in chunks(sorted(result.correlation_ids), CORRELATIONS_CHUNK):
         send_on_commit(messagelog_correlations, result.tenant_id, correlation_ids)
@@ -156,21 +161,26 @@ def queue_followups(result: Upserted) -> None:
 
 
 def fetch_details(tenant_id: int, message_ids: list[int], lane: str) -> list[int]:
-    """Store details of the messages that lack them; returns the ids that have them now."""
+    """Store details of the messages that lack them; returns the ids that have them now.
+
+    The tenant calls come first, outside any transaction; what they found is
+    stored in one transaction for the whole chunk.
+    """
     tenant = Tenant.objects.filter(id=tenant_id).first()
     if tenant is None:
         return []
     client = client_for(tenant)
-    done = []
+    done, found = [], {}
     for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids):
         def fetch(message=message) -> None:
             if message.details_at is None:
-                store_details(message, client)
+                found[message.id] = fetch_one(message, client)
             if lane == ALERT and message.headers_at is None:
                 store_headers(message, client)  # a rule may match on them
 
         if _tenant_step(tenant, message, "details_at", "details", fetch):
             done.append(message.id)
+    save_details(found)
     return done
 
 
@@ -197,7 +207,10 @@ def messagelog_get_details_alert(tenant_id: int, message_ids: list[int]) -> dict
 
 
 @routed_task("messagelog_customheaders", name="apps.messagelogs.tasks.messagelog_customheaders", **RETRIES)
-def messagelog_customheaders(tenant_id: int, message_ids: list[int]) -> dict:
+def messagelog_customheaders(tenant_id: int, message_ids: list[int], headers: list[list] | None = None) -> dict:
+    """Store the custom headers of messages: ``headers`` as a page carried them, else one tenant call each."""
+    if headers is not None:
+        return {"stored": save_headers(headers)}
     tenant = Tenant.objects.filter(id=tenant_id).first()
     if tenant is None:
         return {"stored": 0}

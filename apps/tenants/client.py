@@ -136,15 +136,19 @@ class TenantClient:
     # -- message processing logs ------------------------------------------------
 
     def message_logs(self, log_end_from: datetime, log_end_to: datetime, *,
-                     page_size: int = 1000) -> Iterator[Page]:
+                     page_size: int = 1000, expand: str = "") -> Iterator[Page]:
         """Pages of the logs with ``from <= LogEnd < to``, oldest LogEnd first, following __next.
 
+        ``expand`` (e.g. ``"CustomHeaderProperties"``) asks for that navigation inline
+        with each entry; a tenant that ignores it leaves it deferred.
         A tenant that ends a full page without __next is asked on with $skip, so a
         tenant that reads $top as a total instead of a page size loses nothing."""
         if not 1 <= page_size <= min(PAGE_LIMIT, self.config.max_page_entries):
             raise ValueError(f"page_size must be between 1 and {min(PAGE_LIMIT, self.config.max_page_entries)}")
         params = {"$filter": f"LogEnd ge {datetime_literal(log_end_from)} and LogEnd lt {datetime_literal(log_end_to)}",
                   "$orderby": "LogEnd", "$top": str(page_size), "$format": "json"}
+        if expand:
+            params["$expand"] = expand
         url: str | None = str(self._url("MessageProcessingLogs", params))
         received = 0
         while url:
