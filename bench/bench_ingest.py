@@ -117,7 +117,7 @@ class Stack:
             "SIMULATOR_MESSAGES_PER_MINUTE": str(self.args.rate), "SIMULATOR_HISTORY_DAYS": f"{self.history_days:.6f}",
             "SIMULATOR_RATE_LIMIT": "0", "SIMULATOR_CLIENT_ID": USER, "SIMULATOR_CLIENT_SECRET": PASSWORD})
         for group, queues in worker_groups().items():
-            self.spawn(f"worker-{group}", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
+            self.spawn(f"worker-{group}", [sys.executable, "-m", "workers.cli", "-A", "config", "worker", "-Q",
                                            ",".join(queues), "-n", f"{group}@%h", "-P", self.pool(group),
                                            "-c", str(self.args.concurrency),
                                            "--without-mingle", "--without-gossip", "-l", "WARNING"])
@@ -127,7 +127,7 @@ class Stack:
             url=f"{base}/api/v1", token=f"{base}/oauth/token", user=USER, password=PASSWORD,
             days=max(1, int(self.history_days) + 1))], cwd=ROOT, env=self.env, check=True, capture_output=True)
         time.sleep(5)  # the workers connect before the first tick
-        self.spawn("beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "WARNING",
+        self.spawn("beat", [sys.executable, "-m", "workers.cli", "-A", "config", "beat", "-l", "WARNING",
                             "-s", str(self.var / "beat-schedule")])
 
     def wait_for_simulator(self) -> None:

@@ -105,6 +105,12 @@ class Api:
         if moment - used >= CACHE_IDLE_SECONDS or moment - created >= CACHE_MAX_AGE_SECONDS:
             records = select(self.timeline, request.now, request.now - self.history_ms, filter_text, orderby)
             created = moment
+        # A result idle or old enough to be computed anew is never served
+        # again: drop it now rather than when the bound is reached, so a
+        # backfill's windows (one result each) do not pile up in memory.
+        for key in [key for key, (made, last, _) in self._cache.items()
+                    if moment - last >= CACHE_IDLE_SECONDS or moment - made >= CACHE_MAX_AGE_SECONDS]:
+            del self._cache[key]
         while self._cache and sum(len(entry[2]) for entry in self._cache.values()) + len(records) > CACHE_RECORDS:
             self._cache.pop(min(self._cache, key=lambda k: self._cache[k][1]))
         self._cache[cache_key] = (created, moment, records)

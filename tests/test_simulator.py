@@ -206,3 +206,28 @@ def test_a_bad_option_stops_the_process_with_a_clear_error():
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "SIMULATOR_RATE_LIMIT": "fast"})
     assert done.returncode == 2
     assert "SIMULATOR_RATE_LIMIT='fast' is not a whole number" in done.stderr
+
+
+def test_a_paged_result_that_would_be_computed_anew_is_dropped_not_kept(monkeypatch):
+    """A backfill reads one window after another: each window's sorted result
+    is kept only while it can still be served, not until the memory bound."""
+    from simulator import api as sim_api
+    from simulator.config import Options
+
+    moment = [1000.0]
+    monkeypatch.setattr(sim_api.time, "monotonic", lambda: moment[0])
+    simulated = sim_api.Api(Options(messages_per_minute=10, history_days=0.1))
+    now_ms = int(time.time() * 1000)
+
+    def read(window: int) -> None:
+        end = datetime.fromtimestamp(now_ms / 1000 - window * 600, timezone.utc)
+        text = (f"LogEnd ge {datetime_literal(end - timedelta(minutes=10))} "
+                f"and LogEnd lt {datetime_literal(end)}")
+        simulated.records(sim_api.Request("GET", {"$filter": text}, "http://x/api/v1", now_ms))
+
+    read(1)
+    read(2)
+    assert len(simulated._cache) == 2  # both still servable
+    moment[0] += sim_api.CACHE_IDLE_SECONDS
+    read(3)
+    assert len(simulated._cache) == 1  # the idle ones went; only the new window is kept
