@@ -23,7 +23,12 @@ def glob_regex(pattern: str) -> str:
 
 
 def alert_candidates(tenant_id: int, message_ids: list[int]) -> list[int]:
-    """The messages some rule may count (status and iFlow; headers are not fetched yet)."""
+    """The messages some rule may count, by status and iFlow.
+
+    A rule's header condition is left to :func:`matching_messages`: a page's
+    headers are stored by their own task, which may not have run yet.  A
+    candidate that fails it only took the alert lane for its details.
+    """
     rules = rules_for(tenant_id)
     if not rules or not message_ids:
         return []
