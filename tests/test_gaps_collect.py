@@ -8,13 +8,19 @@ absolute tolerance of one second.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 
 import pytest
+import redis
 
 from apps.metrics.controller import Controller
-from tests.test_metrics_support import KEYS, fake_worker, layout_for, message, queue
-from workers.collect import Collector
+from tests.test_metrics_support import KEYS, fake_worker, layout_for, message, private_server, queue
+from workers.collect import Collector, describe_error, read_broker
+from workers.collect_script import RETRY_REFUSED_AFTER, SHA
+from workers.queues import QUEUE_NAMES
+from workers.routing import SENT_AT_HEADER
 
 # Ages in seconds, per priority list (priority step -> messages, oldest first).
 AGES = {0: [40, 20, 2], 3: [90, 50, 10], 6: [70, 1]}
@@ -64,3 +70,138 @@ def test_an_empty_queue_has_no_age(clean_redis):
         assert collector.collect().broker.queues["ai"].oldest_sent_at is None
     finally:
         collector.close()
+
+
+# -- the servers other than the broker (read_server), field by field -------------------------------
+
+def _collect(layout, queues=("ai",)):
+    """One collection through a Collector of its own, and the wall-clock bounds it ran within."""
+    collector = Collector(layout, {}, list(queues))
+    before = time.time()
+    try:
+        collection = collector.collect()
+    finally:
+        collector.close()
+    return collection, before, time.time()
+
+
+def test_another_server_is_read_with_its_own_info_and_save_setting(clean_redis):
+    with private_server() as other:
+        other.client(0).config_set("save", "3600 1 300 100")
+        expected = other.client(0).info()
+        layout = layout_for(clean_redis.port, cache=other.url(2), channels=other.url(3))
+        collection, before, after = _collect(layout)
+    server = ("127.0.0.1", other.port)
+    broker_server = ("127.0.0.1", clean_redis.port)
+    assert list(collection.servers) == [broker_server, server]  # the layout's order, the broker's first
+    reading = collection.servers[server]
+    assert reading.server == server and reading.roles == ["cache", "channels"]
+    assert reading.reachable is True and reading.error is None
+    assert reading.info["run_id"] == expected["run_id"] and reading.info["tcp_port"] == other.port
+    assert reading.info["redis_version"] == expected["redis_version"]
+    assert reading.save == "3600 1 300 100"
+    assert before <= reading.read_at <= after
+    assert collection.broker is not None and collection.broker.server is collection.servers[broker_server]
+    assert collection.servers[broker_server].save == ""  # the suite's server keeps no snapshots
+
+
+def test_a_server_that_refuses_config_is_read_without_its_save_setting(clean_redis):
+    # A managed Redis often renames CONFIG away: INFO alone must still make a reading.
+    with private_server("--rename-command", "CONFIG", "") as other:
+        expected_run_id = other.client(0).info()["run_id"]
+        collection, _, _ = _collect(layout_for(clean_redis.port, cache=other.url(2)))
+    reading = collection.servers[("127.0.0.1", other.port)]
+    assert reading.reachable is True and reading.error is None
+    assert reading.info["run_id"] == expected_run_id
+    assert reading.save is None
+
+
+def test_an_unreachable_server_is_a_reading_that_says_why_and_the_broker_is_still_read(clean_redis):
+    with private_server() as other:
+        port = other.port  # a port nobody listens on once the server is closed
+    collection, before, after = _collect(layout_for(clean_redis.port, cache=f"redis://127.0.0.1:{port}/2"))
+    reading = collection.servers[("127.0.0.1", port)]
+    assert reading.roles == ["cache"] and reading.reachable is False
+    assert reading.error.startswith("unreachable: ") and "refused" in reading.error.lower()
+    assert reading.info == {} and reading.save is None
+    assert before <= reading.read_at <= after
+    assert collection.broker is not None and collection.broker.queues["ai"].depth == 0
+
+
+def test_a_password_an_error_of_another_server_quotes_is_redacted(clean_redis):
+    from tests.test_controller import _RedisWithoutHello
+
+    secret = "s3cret-pa55"
+    with _RedisWithoutHello() as other:
+        collection, _, _ = _collect(layout_for(clean_redis.port,
+                                               cache=f"redis://:{secret}@127.0.0.1:{other.port}/2"))
+    reading = collection.servers[("127.0.0.1", other.port)]
+    assert reading.reachable is False
+    assert "unknown command" in reading.error and "***" in reading.error and secret not in reading.error
+
+
+def test_closing_the_collector_closes_its_connections_to_every_server(clean_redis):
+    with private_server() as other:
+        observers = [other.client(0), clean_redis.client(0)]
+
+        def connected() -> list[int]:
+            return [observer.info("clients")["connected_clients"] for observer in observers]
+
+        collector = Collector(layout_for(clean_redis.port, cache=other.url(2)), {}, ["ai"])
+        collector.collect()
+        open_before = connected()
+        collector.close()
+        open_after = connected()
+    assert [before - after for before, after in zip(open_before, open_after)] == [1, 1]
+
+
+# -- the reasons and warnings a collection gives -----------------------------------------------------
+
+def test_an_error_without_text_is_named_by_its_type_and_only_the_final_full_stop_goes():
+    assert describe_error(redis.ConnectionError()) == "unreachable: ConnectionError"
+    assert describe_error(redis.ResponseError("")) == "error: ResponseError"
+    assert describe_error(redis.ResponseError("ERR no such key in INDEX.")) == "error: ERR no such key in INDEX"
+
+
+def test_a_malformed_entry_is_logged_with_what_it_is_and_that_it_is_left_out(clean_redis, caplog):
+    # Bytes that are not UTF-8, and a field no earlier run in this process logged (logged once per process).
+    field_name = f"ai-{uuid.uuid4().hex[:8]}"
+    clean_redis.client(0).hset("fw:processed:total", field_name, b"\xff\xfe12")
+    with caplog.at_level("WARNING", logger="flowwatch.collect"):
+        reading = read_broker(clean_redis.client(0), KEYS, QUEUE_NAMES)
+    assert field_name not in reading.processed_total
+    [logged] = [r.getMessage() for r in caplog.records if field_name in r.getMessage()]
+    assert logged == (f"skipped a malformed entry: fw:processed:total field {field_name!r}: "
+                      f"{chr(0xFFFD) * 2 + '12'!r} is not an integer (it is left out of the metrics)")
+
+
+def test_a_client_that_decodes_answers_reads_the_same_and_names_a_malformed_entry(clean_redis, caplog):
+    client = redis.Redis(port=clean_redis.port, db=0, decode_responses=True)
+    now = time.time()
+    client.lpush("ai", message(now - 30))
+    value = f"lots-{uuid.uuid4().hex[:8]}"
+    client.hset("fw:processed:total", mapping={"ai": 4, "stats_cache": value})
+    with caplog.at_level("WARNING", logger="flowwatch.collect"):
+        reading = read_broker(client, KEYS, QUEUE_NAMES, now=now)
+    client.close()
+    assert reading.queues["ai"].depth == 1 and abs(reading.queues["ai"].oldest_sent_at - (now - 30)) < TOLERANCE
+    assert reading.processed_total == {"ai": 4}
+    assert any(f"'stats_cache': {value!r} is not an integer" in r.getMessage() for r in caplog.records)
+
+
+def test_the_refusal_of_scripts_is_logged_with_the_broker_s_reason_and_when_it_is_tried_again(caplog):
+    with private_server("--rename-command", "EVALSHA", "") as server, \
+            caplog.at_level(logging.WARNING, logger="flowwatch.collect"):
+        client = server.client(0)
+        read_broker(client, KEYS, QUEUE_NAMES)
+        try:
+            lists = [key for name in QUEUE_NAMES for key in KEYS.sub_queues(name)]  # as the read sends them
+            client.execute_command("EVALSHA", SHA, len(lists), *lists, SENT_AT_HEADER, len(KEYS.priority_steps))
+        except redis.ResponseError as exc:
+            refusal = str(exc)
+    [logged] = [r.getMessage() for r in caplog.records if "refuses Lua scripts" in r.getMessage()]
+    assert len(refusal) > 120  # the broker's own text, cut to its first 120 characters in the log
+    prefix = "the broker refuses Lua scripts ("
+    assert logged.startswith(prefix + refusal[:120] + "): ")
+    assert logged == (f"{prefix}{refusal[:120]}): reading each queue with LLEN and LINDEX instead, which costs "
+                      f"more per tick; trying the script again in {RETRY_REFUSED_AFTER:.0f} s")
