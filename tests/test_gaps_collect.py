@@ -8,8 +8,10 @@ absolute tolerance of one second.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import types
 import uuid
 
 import pytest
@@ -18,7 +20,8 @@ import redis
 from apps.metrics.controller import Controller
 from tests.test_metrics_support import KEYS, fake_worker, layout_for, message, private_server, queue
 from workers.collect import Collector, describe_error, read_broker
-from workers.collect_script import RETRY_REFUSED_AFTER, SHA
+from workers.collect_keys import BrokerKeys
+from workers.collect_script import RETRY_REFUSED_AFTER, SHA, is_noscript
 from workers.queues import QUEUE_NAMES
 from workers.routing import SENT_AT_HEADER
 
@@ -205,3 +208,83 @@ def test_the_refusal_of_scripts_is_logged_with_the_broker_s_reason_and_when_it_i
     assert logged.startswith(prefix + refusal[:120] + "): ")
     assert logged == (f"{prefix}{refusal[:120]}): reading each queue with LLEN and LINDEX instead, which costs "
                       f"more per tick; trying the script again in {RETRY_REFUSED_AFTER:.0f} s")
+
+
+# -- the broker's own reading when it cannot be read, and a layout without one ------------------------
+
+def test_an_unreachable_broker_is_a_server_reading_that_says_why_beside_the_others(clean_redis):
+    with private_server() as dead:
+        port = dead.port
+    urls = {role: f"redis://127.0.0.1:{port}/{db}" for role, db in (("broker", 0), ("results", 1))}
+    collection, before, after = _collect(layout_for(clean_redis.port, **urls))
+    assert collection.broker is None
+    reading = collection.servers[("127.0.0.1", port)]
+    assert reading.server == ("127.0.0.1", port) and reading.roles == ["broker", "results"]
+    assert reading.reachable is False and reading.error.startswith("unreachable: ")
+    assert reading.info == {} and reading.save is None
+    assert before <= reading.read_at <= after
+    other = collection.servers[("127.0.0.1", clean_redis.port)]
+    assert other.reachable is True and other.roles == ["cache", "channels"]
+
+
+def test_a_password_the_broker_s_error_quotes_is_redacted(clean_redis):
+    from tests.test_controller import _RedisWithoutHello
+
+    secret = "s3cret-pa55"
+    with _RedisWithoutHello() as broker:
+        collection, _, _ = _collect(layout_for(clean_redis.port,
+                                               broker=f"redis://:{secret}@127.0.0.1:{broker.port}/0"))
+    reading = collection.servers[("127.0.0.1", broker.port)]
+    assert collection.broker is None and reading.reachable is False
+    assert "unknown command" in reading.error and "***" in reading.error and secret not in reading.error
+
+
+def test_a_layout_without_a_broker_reads_its_other_servers_only(clean_redis):
+    layout = layout_for(clean_redis.port)
+    layout = dataclasses.replace(layout, roles={role: url for role, url in layout.roles.items() if role != "broker"})
+    with private_server() as other:
+        layout.roles["cache"] = layout_for(other.port).roles["cache"]
+        collector = Collector(layout, {}, ["ai"])
+        try:
+            collection = collector.collect()
+        finally:
+            collector.close()
+    assert collector.broker_client is None and collection.broker is None
+    assert [(s, r.roles, r.reachable) for s, r in collection.servers.items()] == [
+        (("127.0.0.1", clean_redis.port), ["results", "channels"], True),
+        (("127.0.0.1", other.port), ["cache"], True)]
+
+
+def test_the_duration_of_a_collection_is_in_milliseconds_to_two_places(clean_redis, monkeypatch):
+    import workers.collect as collect
+
+    clock = iter([100.0, 100.0123456])  # the start and the end of one collection
+    monkeypatch.setattr(collect, "time", types.SimpleNamespace(time=time.time, monotonic=lambda: next(clock)))
+    collection, _, _ = _collect(layout_for(clean_redis.port))
+    assert collection.duration_ms == 12.35
+
+
+def test_a_lock_key_is_named_under_the_installation_s_prefix():
+    assert KEYS.lock("controller:leader") == "fw:lock:controller:leader"
+    assert BrokerKeys.from_options({"global_keyprefix": "t1_"}).lock("x") == "t1_fw:lock:x"
+
+
+def test_a_noscript_answer_is_recognised_in_either_form_and_nothing_else_is():
+    assert is_noscript(redis.exceptions.NoScriptError("No matching script."))
+    assert is_noscript(redis.ResponseError("NOSCRIPT No matching script. Please use EVAL."))
+    assert not is_noscript(redis.ResponseError("ERR unknown command 'EVALSHA'"))
+    assert not is_noscript("NOSCRIPT")  # a reply that is not an error
+
+
+def test_a_broker_that_will_not_load_the_script_is_read_without_it_at_once_and_says_why(caplog):
+    with private_server("--rename-command", "SCRIPT", "") as server, \
+            caplog.at_level(logging.WARNING, logger="flowwatch.collect"):
+        client = server.client(0)
+        client.lpush("ai", message(1_800_000_000.0))
+        reading = read_broker(client, KEYS, QUEUE_NAMES)
+        commands = {name.removeprefix("cmdstat_"): stats["calls"]
+                    for name, stats in client.info("commandstats").items()}
+    assert reading.queues["ai"].oldest_sent_at == 1_800_000_000.0
+    assert commands["evalsha"] == 1  # the NOSCRIPT answer; after the refused load, no second try
+    [logged] = [r.getMessage() for r in caplog.records if "refuses Lua scripts" in r.getMessage()]
+    assert "unknown command 'SCRIPT'" in logged
