@@ -5,6 +5,8 @@ Each test here was checked once against the bug it names, put in by hand.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from redis.backoff import NoBackoff
@@ -254,3 +256,27 @@ def test_without_a_broker_a_slow_tick_does_not_make_the_memory_stale():
     leadership.last_acted -= 60
     assert leadership.claim() is True
     assert leadership.memory_stale is False
+
+
+# -- the assessment itself, on real collections ---------------------------------------
+def test_a_restart_is_a_change_from_no_status_even_before_any_database_stores_it():
+    # An event the controller keeps in memory while the database is away is
+    # this Change as the assessment made it: it must be complete already.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+        try:
+            first = assessor.assess(collector.collect(), Thresholds(), time.time())
+            assert not first.restarted and all(c["kind"] != MetricEvent.RESTART for c in first.changes)
+            server.restart()
+            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
+    assert restart["old_status"] == "" and restart["new_status"] == "critical"
+    assert restart["subject"] == "redis:broker" and found.restarted is True
