@@ -105,6 +105,7 @@ def test_another_server_is_read_with_its_own_info_and_save_setting(clean_redis):
     assert reading.save == "3600 1 300 100"
     assert before <= reading.read_at <= after
     assert collection.broker is not None and collection.broker.server is collection.servers[broker_server]
+    assert collection.servers[broker_server].roles == ["broker", "results"]  # every role of the broker's server
     assert collection.servers[broker_server].save == ""  # the suite's server keeps no snapshots
 
 
@@ -124,11 +125,23 @@ def test_an_unreachable_server_is_a_reading_that_says_why_and_the_broker_is_stil
         port = other.port  # a port nobody listens on once the server is closed
     collection, before, after = _collect(layout_for(clean_redis.port, cache=f"redis://127.0.0.1:{port}/2"))
     reading = collection.servers[("127.0.0.1", port)]
-    assert reading.roles == ["cache"] and reading.reachable is False
+    assert reading.server == ("127.0.0.1", port) and reading.roles == ["cache"] and reading.reachable is False
     assert reading.error.startswith("unreachable: ") and "refused" in reading.error.lower()
     assert reading.info == {} and reading.save is None
     assert before <= reading.read_at <= after
     assert collection.broker is not None and collection.broker.queues["ai"].depth == 0
+
+
+def test_a_server_that_answers_but_refuses_info_is_unreadable_and_says_why(clean_redis):
+    # Connected, but INFO refused (an ACL, a renamed command): no figures to show, so not reachable.
+    with private_server("--rename-command", "INFO", "") as other:
+        collection, before, after = _collect(layout_for(clean_redis.port, cache=other.url(2)))
+    reading = collection.servers[("127.0.0.1", other.port)]
+    assert reading.server == ("127.0.0.1", other.port) and reading.roles == ["cache"]
+    assert reading.reachable is False
+    assert reading.error.startswith("error: unknown command 'INFO'")
+    assert reading.info == {} and reading.save is None
+    assert before <= reading.read_at <= after
 
 
 def test_a_password_an_error_of_another_server_quotes_is_redacted(clean_redis):
