@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 import redis
+from kombu import Connection
 
 from apps.metrics.controller import Controller
 from tests.test_metrics_support import KEYS, fake_worker, layout_for, message, private_server, queue
@@ -301,3 +302,21 @@ def test_a_broker_that_will_not_load_the_script_is_read_without_it_at_once_and_s
     assert commands["evalsha"] == 1  # the NOSCRIPT answer; after the refused load, no second try
     [logged] = [r.getMessage() for r in caplog.records if "refuses Lua scripts" in r.getMessage()]
     assert "unknown command 'SCRIPT'" in logged
+
+
+def test_the_list_named_for_a_priority_is_the_one_kombu_puts_that_message_in(redis_server):
+    options = {"priority_steps": [0, 4, 8], "sep": ":", "global_keyprefix": "t2_"}
+    keys = BrokerKeys.from_options(options)
+    client = redis_server.client(6)
+    client.flushdb()
+    try:
+        for priority in (0, 3, 4, 9):
+            with Connection(redis_server.url(6), transport_options=options) as conn:
+                queue = conn.SimpleQueue("ai")
+                queue.put({"priority": priority}, priority=priority)
+                queue.close()
+            named = keys.sub_queue_for("ai", priority)
+            assert client.llen(named) == 1, (priority, named, client.keys("t2_ai*"))
+            client.delete(named)
+    finally:
+        client.flushdb()
