@@ -280,3 +280,51 @@ def test_a_restart_is_a_change_from_no_status_even_before_any_database_stores_it
     [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
     assert restart["old_status"] == "" and restart["new_status"] == "critical"
     assert restart["subject"] == "redis:broker" and found.restarted is True
+
+
+@pytest.mark.django_db
+def test_the_eviction_delta_is_exactly_the_increase_since_the_previous_tick(clean_redis):
+    from tests.test_metrics_redis import controller_with_cache_on, overfill, tick
+    from tests.test_metrics_support import role
+
+    with private_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as server:
+        controller = controller_with_cache_on(server, clean_redis)
+        client = server.client(2)
+        try:
+            assert role(tick(controller), "cache")["evicted_keys_delta"] == 0
+            overfill(client)
+            first = client.info("stats")["evicted_keys"]
+            assert role(tick(controller), "cache")["evicted_keys_delta"] == first
+            overfill(client, 1000)
+            second = client.info("stats")["evicted_keys"]
+            assert second > first
+            assert role(tick(controller), "cache")["evicted_keys_delta"] == second - first
+        finally:
+            controller.leader.release()
+            controller.collector.close()
+
+
+def test_a_leader_again_counts_a_restart_s_loss_from_the_depth_the_database_remembers():
+    # Leading again, the controller forgets its own memory and restores what
+    # the database remembers: a broker restart right then is counted from that depth.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+        broker = layout.roles["broker"].server
+        try:
+            fill(server.client(0), "ai", 7)
+            assessor.assess(collector.collect(), Thresholds(), time.time())
+            run_id = assessor.servers[broker].run_id
+            assessor.forget()
+            assessor.restore({}, {}, {broker: (run_id, None)}, depth=7)
+            server.restart()  # the queued messages are lost with it
+            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
+    assert restart["details"]["lost_depth"] == 7 and restart["details"]["depth_after"] == 0
