@@ -298,7 +298,9 @@ def test_the_eviction_delta_is_exactly_the_increase_since_the_previous_tick(clea
             overfill(client, 1000)
             second = client.info("stats")["evicted_keys"]
             assert second > first
-            assert role(tick(controller), "cache")["evicted_keys_delta"] == second - first
+            snapshot = tick(controller)
+            assert role(snapshot, "cache")["evicted_keys_delta"] == second - first
+            assert role(snapshot, "broker")["evicted_keys_delta"] == 0  # another server, nothing evicted
         finally:
             controller.leader.release()
             controller.collector.close()
@@ -328,3 +330,38 @@ def test_a_leader_again_counts_a_restart_s_loss_from_the_depth_the_database_reme
             collector.close()
     [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
     assert restart["details"]["lost_depth"] == 7 and restart["details"]["depth_after"] == 0
+
+
+# -- stalls: only a queue with work waiting, a consumer, and nothing processed -------
+def _reasons_over_ticks(count: int, before_each=lambda: None) -> list[list[str]]:
+    [controller] = controllers(1, stall_ticks=2)
+    found = []
+    try:
+        for _ in range(count):
+            before_each()
+            assert controller.tick() is True
+            found.append(queue(controller.last_snapshot, "ai")["reasons"])
+    finally:
+        close(controller)
+    return found
+
+
+@pytest.mark.django_db
+def test_a_queue_whose_consumer_keeps_processing_is_never_stalled(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)
+    fill(client, "ai", 3)
+    reasons = _reasons_over_ticks(5, lambda: client.hincrby("fw:processed:total", "ai", 1))
+    assert not any(r.startswith("stalled") for tick_reasons in reasons for r in tick_reasons)
+
+
+@pytest.mark.django_db
+def test_neither_an_empty_queue_nor_one_without_consumer_counts_as_stalled(clean_redis):
+    client = clean_redis.client(0)
+    fill(client, "ai", 3)  # work waiting, nobody consuming: "no consumer", not "stalled"
+    without_consumer = _reasons_over_ticks(5)
+    client.delete("ai")
+    fake_worker(client)  # a consumer, nothing waiting
+    empty = _reasons_over_ticks(5)
+    assert any(r.startswith("no consumer") for r in without_consumer[-1]), without_consumer[-1]
+    assert not any(r.startswith("stalled") for tick_reasons in without_consumer + empty for r in tick_reasons)
