@@ -320,3 +320,14 @@ def test_the_list_named_for_a_priority_is_the_one_kombu_puts_that_message_in(red
             client.delete(named)
     finally:
         client.flushdb()
+
+
+def test_renamed_unacked_keys_are_the_ones_read(clean_redis):
+    keys = BrokerKeys.from_options({"unacked_key": "my_unacked", "unacked_index_key": "my_unacked_index"})
+    assert (keys.unacked_key, keys.unacked_index_key) == ("my_unacked", "my_unacked_index")
+    client = clean_redis.client(0)
+    client.hset("my_unacked", mapping={"tag1": "x", "tag2": "y", "tag3": "z"})
+    client.zadd("my_unacked_index", {"tag1": 1500.0, "tag2": 1200.0, "tag3": 1900.0})
+    client.hset("unacked", "other", "x")  # kombu's default names: not this installation's
+    reading = read_broker(client, keys, ["ai"])
+    assert (reading.unacked_count, reading.unacked_oldest_at) == (3, 1200.0)

@@ -365,3 +365,43 @@ def test_neither_an_empty_queue_nor_one_without_consumer_counts_as_stalled(clean
     empty = _reasons_over_ticks(5)
     assert any(r.startswith("no consumer") for r in without_consumer[-1]), without_consumer[-1]
     assert not any(r.startswith("stalled") for tick_reasons in without_consumer + empty for r in tick_reasons)
+
+
+def test_a_stall_lasts_from_its_first_still_tick_plus_one_interval():
+    # The assessment on real collections, at times it is given: exact seconds.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        client = server.client(0)
+        fake_worker(client, keys=KEYS)
+        fill(client, "ai", 3)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=2)
+        start = time.time()
+        try:
+            entries = [assessor.assess(collector.collect(), Thresholds(), start + offset).queues[0]
+                       for offset in (0.0, 5.0, 10.0, 15.0)]
+        finally:
+            collector.close()
+    # tick 1 sees the counter first (moving), ticks 2 and 3 are still: stalled since tick 2, plus one interval
+    assert [e["reasons"][0] if e["reasons"] else "" for e in entries][2:] == [
+        "stalled: 3 waiting, nothing processed for 10 s", "stalled: 3 waiting, nothing processed for 15 s"]
+
+
+@pytest.mark.django_db
+def test_memory_percent_is_the_used_memory_of_maxmemory(clean_redis):
+    from tests.test_metrics_redis import controller_with_cache_on, tick
+    from tests.test_metrics_support import role
+
+    with private_server("--maxmemory", "100mb") as server:
+        controller = controller_with_cache_on(server, clean_redis)
+        try:
+            cache = role(tick(controller), "cache")
+        finally:
+            controller.leader.release()
+            controller.collector.close()
+    assert cache["used_memory"] > 0 and cache["maxmemory"] == 100 * 1024 * 1024
+    assert cache["memory_percent"] == round(cache["used_memory"] * 100.0 / cache["maxmemory"], 2)
