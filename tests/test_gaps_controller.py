@@ -399,9 +399,23 @@ def test_memory_percent_is_the_used_memory_of_maxmemory(clean_redis):
     with private_server("--maxmemory", "100mb") as server:
         controller = controller_with_cache_on(server, clean_redis)
         try:
-            cache = role(tick(controller), "cache")
+            snapshot = tick(controller)
         finally:
             controller.leader.release()
             controller.collector.close()
-    assert cache["used_memory"] > 0 and cache["maxmemory"] == 100 * 1024 * 1024
+    cache, broker = role(snapshot, "cache"), role(snapshot, "broker")
+    assert cache["used_memory"] > 0 and cache["maxmemory"] == 100 * 1024 * 1024 and cache["no_maxmemory"] is False
     assert cache["memory_percent"] == round(cache["used_memory"] * 100.0 / cache["maxmemory"], 2)
+    # The suite's server has no maxmemory: its share of the system's memory, flagged.
+    total = clean_redis.client(0).info("memory")["total_system_memory"]
+    assert broker["maxmemory"] == 0 and broker["no_maxmemory"] is True and broker["used_memory"] > 0
+    assert broker["memory_percent"] == round(broker["used_memory"] * 100.0 / total, 2)
+
+
+def test_an_info_without_memory_figures_gives_no_percent_rather_than_an_error():
+    # A managed Redis may leave total_system_memory (or more) out of INFO.
+    from apps.metrics.assess import _memory
+
+    assert _memory({}) == {"used_memory": 0, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
+    assert _memory({"used_memory": 512, "maxmemory": 0}) == {
+        "used_memory": 512, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
