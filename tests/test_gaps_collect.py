@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 import types
 import uuid
@@ -331,3 +332,57 @@ def test_renamed_unacked_keys_are_the_ones_read(clean_redis):
     client.hset("unacked", "other", "x")  # kombu's default names: not this installation's
     reading = read_broker(client, keys, ["ai"])
     assert (reading.unacked_count, reading.unacked_oldest_at) == (3, 1200.0)
+
+
+def test_a_long_malformed_entry_is_logged_with_its_key_and_its_first_80_characters(clean_redis, caplog):
+    tag = uuid.uuid4().hex[:8]  # logged once per process: names no earlier run has used
+    long_value = "v" * 79 + "END-OF-80" + "w" * 40
+    client = clean_redis.client(0)
+    client.hset("fw:workers", f"w-{tag}@h", long_value)
+    client.hset("fw:processed:total", f"q-{tag}", long_value)
+    with caplog.at_level("WARNING", logger="flowwatch.collect"):
+        read_broker(client, KEYS, QUEUE_NAMES)
+    logged = sorted(r.getMessage() for r in caplog.records if tag in r.getMessage())
+    assert logged == [
+        f"skipped a malformed entry: fw:processed:total field 'q-{tag}': {long_value[:80]!r} is not an integer "
+        "(it is left out of the metrics)",
+        f"skipped a malformed entry: fw:workers field 'w-{tag}@h': {long_value[:80]!r} is not a heartbeat "
+        "(it is left out of the metrics)"]
+
+
+def test_a_reading_is_of_the_time_it_is_given_and_of_that_minute_s_counters(clean_redis):
+    now = 1_800_000_059.5  # the last second of a minute
+    minute = int(now // 60)
+    client = clean_redis.client(0)
+    client.hset(f"fw:processed:{minute}", "ai", 5)
+    client.hset(f"fw:processed:{minute - 1}", "ai", 9)
+    reading = read_broker(client, KEYS, ["ai"], now=now)
+    assert reading.read_at == now and reading.server.read_at == now
+    assert (reading.processed_this_minute, reading.processed_last_minute) == ({"ai": 5}, {"ai": 9})
+
+
+def test_the_collector_uses_its_transport_options_and_client_options_for_every_server(clean_redis):
+    client = clean_redis.client(0)
+    client.lpush("t3_ai", message(time.time()))
+    with private_server() as other:
+        collector = Collector(layout_for(clean_redis.port, cache=other.url(2)), {"global_keyprefix": "t3_"}, ["ai"],
+                              client_options={"client_name": "fw-collector-test"})
+        try:
+            collection = collector.collect()
+            names = [[c["name"] for c in observer.client_list()] for observer in (client, other.client(0))]
+            threads = [t.name for t in threading.enumerate() if t.name.startswith("collect_")]
+        finally:
+            collector.close()
+    assert collection.broker.queues["ai"].depth == 1
+    assert all("fw-collector-test" in found for found in names), names
+    assert threads  # the other servers are read on the collector's own named threads
+
+
+def test_a_layout_without_any_role_collects_nothing_and_does_not_fail(clean_redis):
+    layout = dataclasses.replace(layout_for(clean_redis.port), roles={})
+    collector = Collector(layout, {}, ["ai"])
+    try:
+        collection = collector.collect()
+    finally:
+        collector.close()
+    assert (collection.broker, collection.servers) == (None, {})
