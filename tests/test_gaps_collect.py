@@ -340,10 +340,18 @@ def test_a_long_malformed_entry_is_logged_with_its_key_and_its_first_80_characte
     client = clean_redis.client(0)
     client.hset("fw:workers", f"w-{tag}@h", long_value)
     client.hset("fw:processed:total", f"q-{tag}", long_value)
+    now = 1_800_000_000.0
+    minute = int(now // 60)
+    for key in (f"fw:processed:{minute}", f"fw:processed:{minute - 1}"):
+        client.hset(key, f"m-{tag}", "many")
     with caplog.at_level("WARNING", logger="flowwatch.collect"):
-        read_broker(client, KEYS, QUEUE_NAMES)
+        read_broker(client, KEYS, QUEUE_NAMES, now=now)
     logged = sorted(r.getMessage() for r in caplog.records if tag in r.getMessage())
     assert logged == [
+        f"skipped a malformed entry: fw:processed:{minute - 1} field 'm-{tag}': 'many' is not an integer "
+        "(it is left out of the metrics)",
+        f"skipped a malformed entry: fw:processed:{minute} field 'm-{tag}': 'many' is not an integer "
+        "(it is left out of the metrics)",
         f"skipped a malformed entry: fw:processed:total field 'q-{tag}': {long_value[:80]!r} is not an integer "
         "(it is left out of the metrics)",
         f"skipped a malformed entry: fw:workers field 'w-{tag}@h': {long_value[:80]!r} is not a heartbeat "
@@ -386,3 +394,14 @@ def test_a_layout_without_any_role_collects_nothing_and_does_not_fail(clean_redi
     finally:
         collector.close()
     assert (collection.broker, collection.servers) == (None, {})
+
+
+def test_a_broker_read_on_its_own_is_the_broker_s_and_survives_wrong_types_and_a_refused_info():
+    with private_server("--rename-command", "INFO", "") as server:
+        client = server.client(0)
+        client.set("unacked", "not a hash")  # HLEN answers WRONGTYPE
+        reading = read_broker(client, KEYS, ["ai"])
+    assert reading.server.roles == ["broker"] and reading.server.reachable is True
+    assert reading.unacked_count == 0 and reading.unacked_oldest_at is None
+    assert reading.server.info == {}  # INFO refused: no figures, the queues are still read
+    assert reading.queues["ai"].depth == 0
