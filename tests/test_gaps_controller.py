@@ -419,3 +419,35 @@ def test_an_info_without_memory_figures_gives_no_percent_rather_than_an_error():
     assert _memory({}) == {"used_memory": 0, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
     assert _memory({"used_memory": 512, "maxmemory": 0}) == {
         "used_memory": 512, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
+
+
+def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
+    # A real broker reading, taken and assessed at a chosen time: 30 s into a minute.
+    from apps.metrics.assess import Assessor, _persistence
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_support import message
+    from workers.collect import Collection, read_broker
+
+    now = 1_800_000_030.0
+    minute = int(now // 60)
+    with private_server() as server:
+        client = server.client(0)
+        client.config_set("save", "3600 1")
+        client.lpush("ai", message(now - 12.3456))
+        client.lpush("stats_cache", message(now - 0.25))
+        client.lpush("archive_data", message(now + 5))  # a clock ahead of ours: no negative age
+        client.hset(f"fw:processed:{minute - 1}", "ai", 60)
+        client.hset(f"fw:processed:{minute}", "ai", 7)
+        layout = layout_for(server.port)
+        queues = ["ai", "stats_cache", "archive_data"]
+        reading = read_broker(client, KEYS, queues, layout.roles["broker"].server, ["broker"], now=now)
+    assessor = Assessor(layout, {reading.server.server: ["broker"]}, queues, interval=5.0, clear_ticks=3,
+                        stall_ticks=6)
+    found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    entries = {entry["name"]: entry for entry in found.queues}
+    assert [entries[q]["oldest_age_seconds"] for q in queues] == [12.346, 0.25, 0.0]
+    assert entries["ai"]["processed_per_minute"] == 37.0  # 60 * (1 - 30/60) + 7
+    broker = next(entry for entry in found.redis if entry["role"] == "broker")
+    assert broker["persistence"] == {"save": "3600 1", "appendonly": False, "persistent": True}
+    assert _persistence({}, None) == {"save": None, "appendonly": False, "persistent": False}
+    assert _persistence({"aof_enabled": 1}, "") == {"save": "", "appendonly": True, "persistent": True}
