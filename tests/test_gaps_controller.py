@@ -396,7 +396,8 @@ def test_memory_percent_is_the_used_memory_of_maxmemory(clean_redis):
     from tests.test_metrics_redis import controller_with_cache_on, tick
     from tests.test_metrics_support import role
 
-    with private_server("--maxmemory", "100mb") as server:
+    # 10 MB: about a tenth used, so that a percent off by 1 % of itself shows in two decimals.
+    with private_server("--maxmemory", "10mb") as server:
         controller = controller_with_cache_on(server, clean_redis)
         try:
             snapshot = tick(controller)
@@ -404,7 +405,7 @@ def test_memory_percent_is_the_used_memory_of_maxmemory(clean_redis):
             controller.leader.release()
             controller.collector.close()
     cache, broker = role(snapshot, "cache"), role(snapshot, "broker")
-    assert cache["used_memory"] > 0 and cache["maxmemory"] == 100 * 1024 * 1024 and cache["no_maxmemory"] is False
+    assert cache["used_memory"] > 0 and cache["maxmemory"] == 10 * 1024 * 1024 and cache["no_maxmemory"] is False
     assert cache["memory_percent"] == round(cache["used_memory"] * 100.0 / cache["maxmemory"], 2)
     # The suite's server has no maxmemory: its share of the system's memory, flagged.
     total = clean_redis.client(0).info("memory")["total_system_memory"]
@@ -436,7 +437,7 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
         client.lpush("ai", message(now - 12.3456))
         client.lpush("stats_cache", message(now - 0.25))
         client.lpush("archive_data", message(now + 5))  # a clock ahead of ours: no negative age
-        client.hset(f"fw:processed:{minute - 1}", "ai", 60)
+        client.hset(f"fw:processed:{minute - 1}", "ai", 3)
         client.hset(f"fw:processed:{minute}", "ai", 7)
         layout = layout_for(server.port)
         queues = ["ai", "stats_cache", "archive_data"]
@@ -446,7 +447,8 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
     found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
     entries = {entry["name"]: entry for entry in found.queues}
     assert [entries[q]["oldest_age_seconds"] for q in queues] == [12.346, 0.25, 0.0]
-    assert entries["ai"]["processed_per_minute"] == 37.0  # 60 * (1 - 30/60) + 7
+    assert entries["ai"]["processed_per_minute"] == 8.5  # 3 * (1 - 30/60) + 7
+    assert entries["stats_cache"]["processed_per_minute"] == 0.0  # no counters at all
     broker = next(entry for entry in found.redis if entry["role"] == "broker")
     assert broker["persistence"] == {"save": "3600 1", "appendonly": False, "persistent": True}
     assert _persistence({}, None) == {"save": None, "appendonly": False, "persistent": False}
