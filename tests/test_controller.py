@@ -224,11 +224,13 @@ def test_only_the_leader_acts_and_a_standby_takes_over_when_it_stops(clean_redis
 
 @pytest.mark.django_db
 def test_a_standby_takes_over_when_the_leader_dies_without_releasing(clean_redis):
-    first = Controller(publish=False, send_tasks=False, interval=0.1, max_backoff=0.2)
-    second = Controller(publish=False, send_tasks=False, interval=0.1, max_backoff=0.2)
+    # TTL 1 s (two intervals): long enough that the first tick, the first of a
+    # session on a loaded machine, ends well before it; the takeover is waited for.
+    first = Controller(publish=False, send_tasks=False, interval=0.5, max_backoff=1.0)
+    second = Controller(publish=False, send_tasks=False, interval=0.5, max_backoff=1.0)
     assert first.tick() is True
     assert second.tick() is False
-    wait_for(second.tick, timeout=5)  # the lock (TTL 0.3 s here) expired
+    wait_for(second.tick, timeout=10)  # the lock expired
     second.leader.release()
 
 

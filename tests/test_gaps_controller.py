@@ -5,6 +5,8 @@ Each test here was checked once against the bug it names, put in by hand.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from redis.backoff import NoBackoff
@@ -254,3 +256,200 @@ def test_without_a_broker_a_slow_tick_does_not_make_the_memory_stale():
     leadership.last_acted -= 60
     assert leadership.claim() is True
     assert leadership.memory_stale is False
+
+
+# -- the assessment itself, on real collections ---------------------------------------
+def test_a_restart_is_a_change_from_no_status_even_before_any_database_stores_it():
+    # An event the controller keeps in memory while the database is away is
+    # this Change as the assessment made it: it must be complete already.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+        try:
+            first = assessor.assess(collector.collect(), Thresholds(), time.time())
+            assert not first.restarted and all(c["kind"] != MetricEvent.RESTART for c in first.changes)
+            server.restart()
+            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
+    assert restart["old_status"] == "" and restart["new_status"] == "critical"
+    assert restart["subject"] == "redis:broker" and found.restarted is True
+
+
+@pytest.mark.django_db
+def test_the_eviction_delta_is_exactly_the_increase_since_the_previous_tick(clean_redis):
+    from tests.test_metrics_redis import controller_with_cache_on, overfill, tick
+    from tests.test_metrics_support import role
+
+    with private_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as server:
+        controller = controller_with_cache_on(server, clean_redis)
+        client = server.client(2)
+        try:
+            assert role(tick(controller), "cache")["evicted_keys_delta"] == 0
+            overfill(client)
+            first = client.info("stats")["evicted_keys"]
+            assert role(tick(controller), "cache")["evicted_keys_delta"] == first
+            overfill(client, 1000)
+            second = client.info("stats")["evicted_keys"]
+            assert second > first
+            snapshot = tick(controller)
+            assert role(snapshot, "cache")["evicted_keys_delta"] == second - first
+            assert role(snapshot, "broker")["evicted_keys_delta"] == 0  # another server, nothing evicted
+        finally:
+            controller.leader.release()
+            controller.collector.close()
+
+
+def test_a_leader_again_counts_a_restart_s_loss_from_the_depth_the_database_remembers():
+    # Leading again, the controller forgets its own memory and restores what
+    # the database remembers: a broker restart right then is counted from that depth.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+        broker = layout.roles["broker"].server
+        try:
+            fill(server.client(0), "ai", 7)
+            assessor.assess(collector.collect(), Thresholds(), time.time())
+            run_id = assessor.servers[broker].run_id
+            assessor.forget()
+            assessor.restore({}, {}, {broker: (run_id, None)}, depth=7)
+            server.restart()  # the queued messages are lost with it
+            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
+    assert restart["details"]["lost_depth"] == 7 and restart["details"]["depth_after"] == 0
+
+
+# -- stalls: only a queue with work waiting, a consumer, and nothing processed -------
+def _reasons_over_ticks(count: int, before_each=lambda: None) -> list[list[str]]:
+    [controller] = controllers(1, stall_ticks=2)
+    found = []
+    try:
+        for _ in range(count):
+            before_each()
+            assert controller.tick() is True
+            found.append(queue(controller.last_snapshot, "ai")["reasons"])
+    finally:
+        close(controller)
+    return found
+
+
+@pytest.mark.django_db
+def test_a_queue_whose_consumer_keeps_processing_is_never_stalled(clean_redis):
+    client = clean_redis.client(0)
+    fake_worker(client)
+    fill(client, "ai", 3)
+    reasons = _reasons_over_ticks(5, lambda: client.hincrby("fw:processed:total", "ai", 1))
+    assert not any(r.startswith("stalled") for tick_reasons in reasons for r in tick_reasons)
+
+
+@pytest.mark.django_db
+def test_neither_an_empty_queue_nor_one_without_consumer_counts_as_stalled(clean_redis):
+    client = clean_redis.client(0)
+    fill(client, "ai", 3)  # work waiting, nobody consuming: "no consumer", not "stalled"
+    without_consumer = _reasons_over_ticks(5)
+    client.delete("ai")
+    fake_worker(client)  # a consumer, nothing waiting
+    empty = _reasons_over_ticks(5)
+    assert any(r.startswith("no consumer") for r in without_consumer[-1]), without_consumer[-1]
+    assert not any(r.startswith("stalled") for tick_reasons in without_consumer + empty for r in tick_reasons)
+
+
+def test_a_stall_lasts_from_its_first_still_tick_plus_one_interval():
+    # The assessment on real collections, at times it is given: exact seconds.
+    from apps.metrics.assess import Assessor
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        client = server.client(0)
+        fake_worker(client, keys=KEYS)
+        fill(client, "ai", 3)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = Assessor(layout, collector.servers, collector.queues, interval=5.0, clear_ticks=3, stall_ticks=2)
+        start = time.time()
+        try:
+            entries = [assessor.assess(collector.collect(), Thresholds(), start + offset).queues[0]
+                       for offset in (0.0, 5.0, 10.0, 15.0)]
+        finally:
+            collector.close()
+    # tick 1 sees the counter first (moving), ticks 2 and 3 are still: stalled since tick 2, plus one interval
+    assert [e["reasons"][0] if e["reasons"] else "" for e in entries][2:] == [
+        "stalled: 3 waiting, nothing processed for 10 s", "stalled: 3 waiting, nothing processed for 15 s"]
+
+
+@pytest.mark.django_db
+def test_memory_percent_is_the_used_memory_of_maxmemory(clean_redis):
+    from tests.test_metrics_redis import controller_with_cache_on, tick
+    from tests.test_metrics_support import role
+
+    # 10 MB: about a tenth used, so that a percent off by 1 % of itself shows in two decimals.
+    with private_server("--maxmemory", "10mb") as server:
+        controller = controller_with_cache_on(server, clean_redis)
+        try:
+            snapshot = tick(controller)
+        finally:
+            controller.leader.release()
+            controller.collector.close()
+    cache, broker = role(snapshot, "cache"), role(snapshot, "broker")
+    assert cache["used_memory"] > 0 and cache["maxmemory"] == 10 * 1024 * 1024 and cache["no_maxmemory"] is False
+    assert cache["memory_percent"] == round(cache["used_memory"] * 100.0 / cache["maxmemory"], 2)
+    # The suite's server has no maxmemory: its share of the system's memory, flagged.
+    total = clean_redis.client(0).info("memory")["total_system_memory"]
+    assert broker["maxmemory"] == 0 and broker["no_maxmemory"] is True and broker["used_memory"] > 0
+    assert broker["memory_percent"] == round(broker["used_memory"] * 100.0 / total, 2)
+
+
+def test_an_info_without_memory_figures_gives_no_percent_rather_than_an_error():
+    # A managed Redis may leave total_system_memory (or more) out of INFO.
+    from apps.metrics.assess import _memory
+
+    assert _memory({}) == {"used_memory": 0, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
+    assert _memory({"used_memory": 512, "maxmemory": 0}) == {
+        "used_memory": 512, "maxmemory": 0, "memory_percent": None, "no_maxmemory": True}
+
+
+def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
+    # A real broker reading, taken and assessed at a chosen time: 30 s into a minute.
+    from apps.metrics.assess import Assessor, _persistence
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_support import message
+    from workers.collect import Collection, read_broker
+
+    now = 1_800_000_030.0
+    minute = int(now // 60)
+    with private_server() as server:
+        client = server.client(0)
+        client.config_set("save", "3600 1")
+        client.lpush("ai", message(now - 12.3456))
+        client.lpush("stats_cache", message(now - 0.25))
+        client.lpush("archive_data", message(now + 5))  # a clock ahead of ours: no negative age
+        client.hset(f"fw:processed:{minute - 1}", "ai", 3)
+        client.hset(f"fw:processed:{minute}", "ai", 7)
+        layout = layout_for(server.port)
+        queues = ["ai", "stats_cache", "archive_data"]
+        reading = read_broker(client, KEYS, queues, layout.roles["broker"].server, ["broker"], now=now)
+    assessor = Assessor(layout, {reading.server.server: ["broker"]}, queues, interval=5.0, clear_ticks=3,
+                        stall_ticks=6)
+    found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    entries = {entry["name"]: entry for entry in found.queues}
+    assert [entries[q]["oldest_age_seconds"] for q in queues] == [12.346, 0.25, 0.0]
+    assert entries["ai"]["processed_per_minute"] == 8.5  # 3 * (1 - 30/60) + 7
+    assert entries["stats_cache"]["processed_per_minute"] == 0.0  # no counters at all
+    broker = next(entry for entry in found.redis if entry["role"] == "broker")
+    assert broker["persistence"] == {"save": "3600 1", "appendonly": False, "persistent": True}
+    assert _persistence({}, None) == {"save": None, "appendonly": False, "persistent": False}
+    assert _persistence({"aof_enabled": 1}, "") == {"save": "", "appendonly": True, "persistent": True}
