@@ -31,28 +31,11 @@ CLOSE_CHANNELS_DOWN = 4503
 LEAVE_TIMEOUT = 0.5
 
 
-class SnapshotEvent(TypedDict, total=False):
-    """What the controller sends to the group (contract: type metrics.snapshot):
-    ``frame``, the websocket frame's text, encoded once for every socket.
-    A bare ``snapshot`` dict is still understood (the hub encodes it once)."""
-
-    type: str
-    frame: str
-    snapshot: dict[str, Any]
-
-
 class LostEvent(TypedDict):
     """What the hub queues for its sockets when the channels Redis fails."""
 
     type: str  # "hub.lost"
     error: str  # the exception's class name
-
-
-class SnapshotFrame(TypedDict):
-    """What the page receives: {"type": "snapshot", "snapshot": {...}}."""
-
-    type: str
-    snapshot: dict[str, Any]
 
 
 class ErrorFrame(TypedDict):

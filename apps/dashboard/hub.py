@@ -27,7 +27,7 @@ import json
 import logging
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import redis
 
@@ -40,6 +40,23 @@ logger = logging.getLogger(__name__)
 # entry otherwise expires with the layer's group_expiry.
 LEAVE_TIMEOUT = 0.5
 CHANNELS_ERRORS = (redis.RedisError, OSError)
+
+
+class SnapshotEvent(TypedDict, total=False):
+    """What the controller sends to the group (contract: type metrics.snapshot):
+    ``frame``, the websocket frame's text, encoded once for every socket.
+    A bare ``snapshot`` dict is still understood (encoded here, once)."""
+
+    type: str
+    frame: str
+    snapshot: dict[str, Any]
+
+
+class SnapshotFrame(TypedDict):
+    """What the page receives: {"type": "snapshot", "snapshot": {...}}."""
+
+    type: str
+    snapshot: dict[str, Any]
 
 
 class Member(Protocol):
@@ -91,11 +108,11 @@ class Outbox:
             self.task = None
 
 
-def frame_of(message: dict[str, Any]) -> str:
+def frame_of(message: SnapshotEvent) -> str:
     """The frame's text; a bare ``snapshot`` dict (an older publisher) is encoded here, once."""
     frame = message.get("frame")
     if frame is None:
-        frame = json.dumps({"type": "snapshot", "snapshot": message["snapshot"]})
+        frame = json.dumps(SnapshotFrame(type="snapshot", snapshot=message["snapshot"]))
     return frame
 
 
