@@ -8,12 +8,15 @@ It starts a private redis-server and, one after the other, two uvicorn
 servers with the flags of supervisord.conf's web program, on free loopback
 ports:
 
-* flowwatch — ``config.asgi:application``: the real consumer behind session
+* flowwatch — ``config.asgi:application``: the real consumers behind session
   authentication, fed by the controller's publisher path (the snapshot
   encoded once, ``{"type": "metrics.snapshot", "frame": ...}`` to the group);
+  the web process is ONE group member (apps/dashboard/hub.py), which hands
+  the frame to every socket in memory;
 * anchor    — ``bench.fanout_anchor:application``: bare channels-redis (with the
-  same waiting pool), one consumer per socket forwarding the same pre-encoded
-  frame.
+  same waiting pool), one channel and one group member per socket, each
+  forwarding the same pre-encoded frame: ``group_send`` to N channels plus one
+  send per socket.
 
 Each server gets ``--sockets`` websockets, opened in waves of 100 (all must
 open; one the server closes is opened again, as the page would), then
@@ -58,10 +61,10 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 MARK = '"collected_at": "'
 # Sockets opened at once.  Each handshake reads the session and the user
-# through one database thread and joins the group through the channels
-# Redis: 1000 at once on a busy 2-core machine outlast uvicorn's 10 s
-# handshake limit or the layer's connect timeout (docs/performance.md,
-# "Fan-out"); the page retries such a close with backoff.
+# through one database thread (and, for the anchor, joins the group through
+# the channels Redis): 1000 at once on a busy 2-core machine outlast
+# uvicorn's 10 s handshake limit or the layer's connect timeout
+# (docs/performance.md, "Fan-out"); the page retries such a close with backoff.
 WAVE = 100
 
 
