@@ -31,11 +31,11 @@ the client's own inflating of 1000 frames is part of both figures):
 
     1000 sockets, 10 snapshots of 18474 bytes each
     server      frames   p50 ms   p99 ms   max ms  deflate  reopened
-    flowwatch    10000    855.0   1593.6   1717.1     1000         0
-    anchor       10000    981.5   1788.2   1836.2     1000         0
-    p99 ratio flowwatch / anchor: 0.89x
+    flowwatch    10000    168.1    385.4    401.4     1000         0
+    anchor       10000    362.7    623.4    637.4     1000         0
+    p99 ratio flowwatch / anchor: 0.62x
 
-(docs/performance.md, "Fan-out", has three runs and why p99 passes 1 s.)
+(docs/performance.md, "Fan-out", has three runs and the design behind them.)
 """
 
 from __future__ import annotations
