@@ -8,12 +8,15 @@ It starts a private redis-server and, one after the other, two uvicorn
 servers with the flags of supervisord.conf's web program, on free loopback
 ports:
 
-* flowwatch — ``config.asgi:application``: the real consumer behind session
+* flowwatch — ``config.asgi:application``: the real consumers behind session
   authentication, fed by the controller's publisher path (the snapshot
   encoded once, ``{"type": "metrics.snapshot", "frame": ...}`` to the group);
+  the web process is ONE group member (apps/dashboard/hub.py), which hands
+  the frame to every socket in memory;
 * anchor    — ``bench.fanout_anchor:application``: bare channels-redis (with the
-  same waiting pool), one consumer per socket forwarding the same pre-encoded
-  frame.
+  same waiting pool), one channel and one group member per socket, each
+  forwarding the same pre-encoded frame: ``group_send`` to N channels plus one
+  send per socket.
 
 Each server gets ``--sockets`` websockets, opened in waves of 100 (all must
 open; one the server closes is opened again, as the page would), then
@@ -28,11 +31,11 @@ the client's own inflating of 1000 frames is part of both figures):
 
     1000 sockets, 10 snapshots of 18474 bytes each
     server      frames   p50 ms   p99 ms   max ms  deflate  reopened
-    flowwatch    10000    855.0   1593.6   1717.1     1000         0
-    anchor       10000    981.5   1788.2   1836.2     1000         0
-    p99 ratio flowwatch / anchor: 0.89x
+    flowwatch    10000    168.1    385.4    401.4     1000         0
+    anchor       10000    362.7    623.4    637.4     1000         0
+    p99 ratio flowwatch / anchor: 0.62x
 
-(docs/performance.md, "Fan-out", has three runs and why p99 passes 1 s.)
+(docs/performance.md, "Fan-out", has three runs and the design behind them.)
 """
 
 from __future__ import annotations
@@ -58,10 +61,10 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 MARK = '"collected_at": "'
 # Sockets opened at once.  Each handshake reads the session and the user
-# through one database thread and joins the group through the channels
-# Redis: 1000 at once on a busy 2-core machine outlast uvicorn's 10 s
-# handshake limit or the layer's connect timeout (docs/performance.md,
-# "Fan-out"); the page retries such a close with backoff.
+# through one database thread (and, for the anchor, joins the group through
+# the channels Redis): 1000 at once on a busy 2-core machine outlast
+# uvicorn's 10 s handshake limit or the layer's connect timeout
+# (docs/performance.md, "Fan-out"); the page retries such a close with backoff.
 WAVE = 100
 
 

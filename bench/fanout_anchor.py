@@ -1,7 +1,10 @@
 """The anchor of bench/bench_fanout.py: bare channels-redis, no Django around it.
 
 One consumer per socket joins a group and forwards each pre-encoded frame
-as it is: what any fan-out over channels-redis costs at the least.  Served
+as it is: channels-redis' own way of fanning out, ``group_send`` to one
+channel per socket plus one pre-encoded send per socket, the yardstick the
+fan-out target is stated against.  (Flowwatch's web process is one group
+member however many sockets it holds, apps/dashboard/hub.py.)  Served
 by the same uvicorn flags as Flowwatch (``uvicorn bench.fanout_anchor:application``).
 Its layer is channels-redis' core layer with the waiting pool Flowwatch uses
 (workers/channels_layer.py): with channels-redis' own pool, 1000 sockets

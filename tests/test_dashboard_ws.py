@@ -231,18 +231,18 @@ async def join_times_around_a_snapshot(headers, channels_client) -> tuple[float,
     (_, joined), = channels_client.zrange(GROUP_KEY, 0, -1, withscores=True)
     await sync_to_async(publish)(make_snapshot({"ai": 2}))
     await comm.receive_json_from(timeout=5)
-    await asyncio.sleep(0.2)  # the consumer joins again after forwarding the frame
+    await asyncio.sleep(0.2)  # the hub joins again after handing the frame on
     (_, rejoined), = channels_client.zrange(GROUP_KEY, 0, -1, withscores=True)
     await comm.disconnect()
     return joined, rejoined
 
 
-def test_an_open_socket_renews_its_group_membership_before_it_would_expire(ws_db, superadmin, monkeypatch,
-                                                                          clean_redis):
-    from apps.dashboard import consumers
+def test_the_process_renews_its_group_membership_before_it_would_expire(ws_db, superadmin, monkeypatch,
+                                                                       clean_redis):
+    from apps.dashboard import hub
 
-    monkeypatch.setattr(consumers, "CHANNELS_GROUP_REFRESH", 0.0)  # due at once, instead of after 15 minutes
+    monkeypatch.setattr(hub, "CHANNELS_GROUP_REFRESH", 0.0)  # due at once, instead of after 15 minutes
     publish(make_snapshot({"ai": 1}))
     joined, rejoined = join_times_around_a_snapshot(headers_for(superadmin), clean_redis.client(3))
     assert rejoined > joined
-    assert clean_redis.client(3).zcard(GROUP_KEY) == 0  # and it left on disconnect
+    assert clean_redis.client(3).zcard(GROUP_KEY) == 0  # and it left when its last socket closed

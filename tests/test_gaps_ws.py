@@ -1,8 +1,8 @@
-"""4403: a refused page is never in the metrics group and never sent a snapshot.
+"""4403: a refused page registers nothing (no group member) and is never sent a snapshot.
 
 Read for longer than a controller interval while snapshots are published:
-a consumer that closed but still joined the group, or still sent the
-current snapshot, is seen here.  Real ASGI app, real channels-redis layer.
+a consumer that closed but still made the process join the group, or
+still sent the current snapshot, is seen here.  Real ASGI app, real channels-redis layer.
 """
 
 from __future__ import annotations
@@ -56,17 +56,22 @@ def test_a_refused_page_neither_joins_the_group_nor_gets_any_snapshot(ws_db, req
     assert members == 0
 
 
-def test_a_superadmin_page_is_a_group_member_the_count_above_would_see(ws_db, superadmin):
+def test_superadmin_pages_make_one_group_member_the_count_above_would_see(ws_db, superadmin):
     headers = headers_for(superadmin)
 
     @async_to_sync
-    async def members_while_open() -> int:
-        comm = communicator(headers)
-        assert (await comm.connect(timeout=5))[0]
-        await comm.receive_output(timeout=5)  # nothing cached yet: waits for the first publish
-        members = await sync_to_async(group_members)(ws_db)
-        await comm.disconnect(timeout=5)
-        return members
+    async def members_while_open_and_after() -> tuple[int, int, int]:
+        first, second = communicator(headers), communicator(headers)
+        assert (await first.connect(timeout=5))[0]
+        await first.receive_output(timeout=5)  # the cached snapshot
+        one = await sync_to_async(group_members)(ws_db)
+        assert (await second.connect(timeout=5))[0]
+        await second.receive_output(timeout=5)
+        two = await sync_to_async(group_members)(ws_db)
+        await first.disconnect(timeout=5)
+        await second.disconnect(timeout=5)
+        return one, two, await sync_to_async(group_members)(ws_db)
 
     publish(make_snapshot({"ai": 1}))
-    assert members_while_open() == 1
+    # One member per process (its hub), whatever the number of pages; none once the last closed.
+    assert members_while_open_and_after() == (1, 1, 0)

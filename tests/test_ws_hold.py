@@ -24,6 +24,7 @@ from apps.metrics.snapshot import latest_snapshot
 from tests.servers import RedisServer
 from tests.support.certs import make_ca_and_server
 from tests.test_browser_support import Controller, WebServer, session_cookie
+from tests.test_metrics_support import wait_for
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -58,6 +59,9 @@ def stack(request, django_db_setup, tmp_path_factory):
     if certs:
         env["REDIS_CA_CERTS"] = certs["ca"]
     web, controller = WebServer(**env), Controller(interval=INTERVAL, **env)
+    # The cache may still hold an earlier test's snapshot, which a socket gets
+    # on connect: start once this controller has written its own.
+    wait_for(lambda: (latest_snapshot() or {}).get("controller", {}).get("interval") == INTERVAL, timeout=60)
     yield Stack(channels, web, controller)
     controller.stop()
     web.stop()

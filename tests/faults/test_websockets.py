@@ -1,4 +1,9 @@
-"""1000 metrics websockets on one web process at once, every one fed, then a mass disconnect."""
+"""1000 metrics websockets on one web process at once, every one fed, then a mass disconnect.
+
+The web process is one member of the metrics group however many sockets it
+holds (apps/dashboard/hub.py): the group grows by at most one while they are
+open and is back to its size before once they closed.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ async def burst(stack, session: str) -> dict:
             "deflate": deflate, "open_seconds": round(open_seconds, 1)}
 
 
-def test_a_thousand_websockets_at_once_all_get_every_snapshot_and_leave_the_group(stack):
+def test_a_thousand_websockets_at_once_all_get_every_snapshot_from_one_group_member(stack):
     session = stack.session_key()
     before = stack.broker(db=3).zcard(GROUP_KEY)
     found = asyncio.run(burst(stack, session))
@@ -64,6 +69,7 @@ def test_a_thousand_websockets_at_once_all_get_every_snapshot_and_leave_the_grou
     report("1000 websockets", **found, members_before=before, members_after_close=left,
            group_shrank_s=f"{time.monotonic() - closed_at:.1f}")
     assert found["refused_count"] == 0 and found["closed_early"] == 0, found
-    assert found["opened"] == SOCKETS and found["members_while_open"] >= SOCKETS
+    assert found["opened"] == SOCKETS
+    assert 1 <= found["members_while_open"] <= before + 1  # the web process's hub, not one per socket
     assert found["fed"] == SOCKETS  # every socket got the next snapshot
     assert found["deflate"] == SOCKETS  # offered by the client, accepted by uvicorn
