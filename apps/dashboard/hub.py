@@ -108,12 +108,17 @@ class Outbox:
             self.task = None
 
 
-def frame_of(message: SnapshotEvent) -> str:
-    """The frame's text; a bare ``snapshot`` dict (an older publisher) is encoded here, once."""
-    frame = message.get("frame")
-    if frame is None:
-        frame = json.dumps(SnapshotFrame(type="snapshot", snapshot=message["snapshot"]))
-    return frame
+def frame_of(message: SnapshotEvent) -> str | None:
+    """The frame's text; a bare ``snapshot`` dict (an older publisher) is
+    encoded here, once.  None for anything else, which is skipped."""
+    if message.get("type") != MESSAGE_TYPE:
+        return None
+    if "frame" in message:
+        return message["frame"]
+    if "snapshot" in message:
+        return json.dumps(SnapshotFrame(type="snapshot", snapshot=message["snapshot"]))
+    logger.warning("metrics hub: a %s message without a frame or a snapshot was skipped", MESSAGE_TYPE)
+    return None
 
 
 class Hub:
@@ -137,8 +142,10 @@ class Hub:
             self.joining = asyncio.ensure_future(self._start())
         try:
             await asyncio.shield(self.joining)
-        except BaseException:
+        except BaseException:  # the join failed, or this socket's task was cancelled during it
             self.outboxes.pop(member, None)
+            if not self.outboxes and not self.done:
+                asyncio.ensure_future(self._stop())  # a join still under way leaves again (_start)
             raise
 
     def release(self, member: Member) -> None:
@@ -162,6 +169,9 @@ class Hub:
         except BaseException:
             self._retire()
             raise
+        if self.done:  # every socket went while it joined
+            await self._leave(None)
+            return
         self.receiving = asyncio.ensure_future(self._receive())
 
     async def _join(self) -> None:
@@ -173,8 +183,9 @@ class Hub:
         try:
             while True:
                 message = await self.layer.receive(self.channel_name)
-                if message.get("type") == MESSAGE_TYPE:
-                    self.deliver(frame_of(message))
+                frame = frame_of(message)
+                if frame is not None:
+                    self.deliver(frame)
                 if time.monotonic() - self.joined_at > CHANNELS_GROUP_REFRESH:
                     await self._join()
         except asyncio.CancelledError:
