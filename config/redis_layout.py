@@ -81,8 +81,8 @@ CHANNELS_BLOCKING_TIME = 5.0
 CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
 CHANNELS_BACKEND = "workers.channels_layer.FlowwatchChannelLayer"
 # A group member that never left (its process died, or Redis was away when
-# its socket closed) is dropped this long after it joined; a live socket
-# joins again every CHANNELS_GROUP_REFRESH seconds, so it is never dropped.
+# its socket closed) is dropped this long after it joined; a web process with
+# open pages joins again every CHANNELS_GROUP_REFRESH seconds, so it is never dropped.
 CHANNELS_GROUP_EXPIRY = 3600
 CHANNELS_GROUP_REFRESH = 900
 # Stable ids of the layout's warnings; they are also Django system check ids.

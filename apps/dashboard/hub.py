@@ -130,6 +130,7 @@ class Hub:
         self.channel_name: str | None = None
         self.joining: asyncio.Task | None = None
         self.receiving: asyncio.Task | None = None
+        self.renewing: asyncio.Task | None = None
         self.joined = False  # in GROUP: leave it on stop
         self.joined_at = 0.0
         self.done = False  # stopped or failed: the registry makes a new hub
@@ -173,6 +174,7 @@ class Hub:
             await self._leave(None)
             return
         self.receiving = asyncio.ensure_future(self._receive())
+        self.renewing = asyncio.ensure_future(self._renew())
 
     async def _join(self) -> None:
         """Join (or join again): channels-redis drops a member ``group_expiry`` after it joined."""
@@ -186,8 +188,6 @@ class Hub:
                 frame = frame_of(message)
                 if frame is not None:
                     self.deliver(frame)
-                if time.monotonic() - self.joined_at > CHANNELS_GROUP_REFRESH:
-                    await self._join()
         except asyncio.CancelledError:
             raise
         except CHANNELS_ERRORS as exc:
@@ -196,6 +196,18 @@ class Hub:
         except Exception as exc:  # not Redis: a bug, shown once with its traceback
             logger.exception("metrics hub stopped")
             await self._fail(type(exc).__name__)
+
+    async def _renew(self) -> None:
+        """Join again every CHANNELS_GROUP_REFRESH seconds, snapshots or not:
+        while the controller is stopped nothing arrives, and a membership left
+        to expire would keep the snapshots after its return from open pages."""
+        while True:
+            await asyncio.sleep(max(0.0, self.joined_at + CHANNELS_GROUP_REFRESH - time.monotonic()))
+            try:
+                await self._join()
+            except CHANNELS_ERRORS as exc:  # the receive loop notices an outage and ends the hub
+                logger.info("metrics hub could not renew its membership (%s)", type(exc).__name__)
+                await asyncio.sleep(CHANNELS_GROUP_REFRESH)
 
     def deliver(self, frame: str) -> None:
         """Hand ``frame`` to every registered socket; each sends on its own."""
@@ -225,6 +237,8 @@ class Hub:
 
     def _retire(self) -> None:
         self.done = True
+        if self.renewing is not None and self.renewing is not asyncio.current_task():
+            self.renewing.cancel()
         loop = asyncio.get_running_loop()
         if _hubs.get(loop) is self:
             del _hubs[loop]
