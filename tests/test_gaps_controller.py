@@ -423,13 +423,13 @@ def test_an_info_without_memory_figures_gives_no_percent_rather_than_an_error():
 
 
 def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
-    # A real broker reading, taken and assessed at a chosen time: 30 s into a minute.
+    # A real broker reading, taken and assessed at a chosen time: 15 s into a minute.
     from apps.metrics.assess import Assessor, _persistence
     from apps.metrics.evaluate import Thresholds
     from tests.test_metrics_support import message
     from workers.collect import Collection, read_broker
 
-    now = 1_800_000_030.0
+    now = 1_800_000_015.0
     minute = int(now // 60)
     with private_server() as server:
         client = server.client(0)
@@ -439,6 +439,8 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
         client.lpush("archive_data", message(now + 5))  # a clock ahead of ours: no negative age
         client.hset(f"fw:processed:{minute - 1}", "ai", 3)
         client.hset(f"fw:processed:{minute}", "ai", 7)
+        client.hset(KEYS.unacked_key, "tag-1", message(now - 60))  # delivered to a worker, not acked yet
+        client.zadd(KEYS.unacked_index_key, {"tag-1": now - 4.5})  # kombu's delivery time
         layout = layout_for(server.port)
         queues = ["ai", "stats_cache", "archive_data"]
         reading = read_broker(client, KEYS, queues, layout.roles["broker"].server, ["broker"], now=now)
@@ -447,9 +449,111 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
     found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
     entries = {entry["name"]: entry for entry in found.queues}
     assert [entries[q]["oldest_age_seconds"] for q in queues] == [12.346, 0.25, 0.0]
-    assert entries["ai"]["processed_per_minute"] == 8.5  # 3 * (1 - 30/60) + 7
+    assert entries["ai"]["processed_per_minute"] == 9.2  # 3 * (1 - 15/60) + 7 = 9.25, to one decimal
     assert entries["stats_cache"]["processed_per_minute"] == 0.0  # no counters at all
+    assert found.unacked == {"count": 1, "oldest_age_seconds": 4.5}  # by the index, not the message's stamp
     broker = next(entry for entry in found.redis if entry["role"] == "broker")
     assert broker["persistence"] == {"save": "3600 1", "appendonly": False, "persistent": True}
     assert _persistence({}, None) == {"save": None, "appendonly": False, "persistent": False}
     assert _persistence({"aof_enabled": 1}, "") == {"save": "", "appendonly": True, "persistent": True}
+
+
+def _assessor_on(layout, servers, queues=("ai",)):
+    from apps.metrics.assess import Assessor
+
+    return Assessor(layout, servers, queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+
+
+def _broker_entry(found) -> dict:
+    return next(entry for entry in found.redis if entry["role"] == "broker")
+
+
+def test_a_broker_restart_with_no_depth_in_the_history_counts_no_loss():
+    # The database remembers the broker's run_id (RedisServerState) but holds
+    # no queue sample (a new history, or one pruned): restore() gets depth None.
+    # The restart found on the first tick is counted from nothing, not guessed.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        broker = layout.roles["broker"].server
+        old_run_id = run_id(server)
+        server.restart()
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        try:
+            assessor.restore({}, {}, {broker: (old_run_id, None)}, depth=None)
+            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
+    assert {key: restart["details"][key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
+    assert restart["message"].endswith("0 queued and 0 unacked messages were lost")
+
+
+def test_an_unreachable_server_still_shows_its_last_restart():
+    from apps.metrics.evaluate import Thresholds
+    from apps.metrics.models import iso
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        start = time.time()
+        try:
+            assert _broker_entry(assessor.assess(collector.collect(), Thresholds(), start))["last_restart_at"] is None
+            server.restart()
+            restarted = _broker_entry(assessor.assess(collector.collect(), Thresholds(), start + 5))
+            server.stop()
+            down = _broker_entry(assessor.assess(collector.collect(), Thresholds(), start + 10))
+        finally:
+            collector.close()
+    assert restarted["last_restart_at"] == iso(start + 5)
+    assert down["reachable"] is False
+    assert down["last_restart_at"] == iso(start + 5)
+
+
+def test_rejected_connections_are_read_from_info_and_counted_since_the_previous_tick():
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_redis import one_connection_attempt
+    from workers.collect import Collector
+
+    with private_server("--maxclients", "2") as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])  # one connection: the broker's client
+        assessor = _assessor_on(layout, collector.servers)
+        other = server.client(0)
+        try:
+            before = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+            other.ping()  # the 2nd slot
+            assert b"max number of clients" in one_connection_attempt(server.port)
+            after = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+        finally:
+            other.close()
+            collector.close()
+    assert (before["rejected_connections"], before["rejected_connections_delta"]) == (0, 0)
+    assert (after["rejected_connections"], after["rejected_connections_delta"]) == (1, 1)
+
+
+def test_an_info_without_eviction_or_rejection_counters_counts_none_rather_than_failing():
+    # A managed Redis (or a proxy in front of one) may leave counters out of INFO.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout = layout_for(server.port)
+        reading = read_broker(server.client(0), KEYS, ["ai"], layout.roles["broker"].server, ["broker"], now=now)
+    assert "evicted_keys" in reading.server.info and "rejected_connections" in reading.server.info
+    del reading.server.info["evicted_keys"], reading.server.info["rejected_connections"]
+    assessor = _assessor_on(layout, {reading.server.server: ["broker"]})
+    found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    broker = _broker_entry(found)
+    assert broker["reachable"] is True
+    assert {key: broker[key] for key in ("evicted_keys", "rejected_connections", "evicted_keys_delta",
+                                         "rejected_connections_delta")} == dict.fromkeys(
+        ("evicted_keys", "rejected_connections", "evicted_keys_delta", "rejected_connections_delta"), 0)
+    assert broker["status"] == "ok"
