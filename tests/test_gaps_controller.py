@@ -557,3 +557,186 @@ def test_an_info_without_eviction_or_rejection_counters_counts_none_rather_than_
                                          "rejected_connections_delta")} == dict.fromkeys(
         ("evicted_keys", "rejected_connections", "evicted_keys_delta", "rejected_connections_delta"), 0)
     assert broker["status"] == "ok"
+
+
+# -- the assessment, entry by entry, on real readings at chosen times ----------------
+def _beat(client, name: str, queues: list[str], ts: float) -> dict:
+    from workers.heartbeat import heartbeat_payload, write_heartbeat
+
+    payload = heartbeat_payload(name, queues, ts - 100)
+    payload["ts"] = ts
+    write_heartbeat(client, KEYS, payload)
+    return payload
+
+
+def test_workers_and_queues_are_reported_field_by_field_and_judged_on_them():
+    from apps.metrics.evaluate import Thresholds
+    from apps.metrics.models import iso
+    from tests.test_metrics_support import message
+    from workers.collect import Collector
+
+    thresholds = Thresholds(queue_overrides={"ai": (2, 5)})
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        collector = Collector(layout, {}, ["ai", "messagelog_read"])
+        assessor = _assessor_on(layout, collector.servers, collector.queues)
+        assessor.hysteresis.clear_ticks = 1
+        now = time.time()
+        alive = _beat(client, "ai@box", ["ai"], now - 30)  # the last second it counts as alive
+        _beat(client, "late@box", ["ai", "messagelog_read"], now - 30.5)
+        client.lpush("ai", message(now - 8), message(now - 2))
+        client.lpush(KEYS.sub_queue_for("ai", 6), message(now - 1))
+        client.hset("fw:processed:total", "ai", 5)
+        try:
+            first = assessor.assess(collector.collect(), thresholds, now)
+            client.delete("ai", KEYS.sub_queue_for("ai", 6))
+            _beat(client, "ai@box", ["ai"], now + 5)
+            second = assessor.assess(collector.collect(), thresholds, now + 5)
+        finally:
+            collector.close()
+    assert first.workers == [
+        {"name": "ai@box", "group": "ai", "host": "box", "pid": alive["pid"], "queues": ["ai"],
+         "last_heartbeat": iso(now - 30), "alive": True},
+        {"name": "late@box", "group": "late", "host": "box", "pid": alive["pid"], "queues": ["ai", "messagelog_read"],
+         "last_heartbeat": iso(now - 30.5), "alive": False}]
+    ai, log = first.queues
+    assert ai == {"name": "ai", "lane": "ai", "group": "background", "depth": 3,
+                  "by_priority": {"0": 2, "3": 0, "6": 1, "9": 0}, "oldest_age_seconds": 8.0, "consumers": 1,
+                  "processed_per_minute": 0.0, "processed_total": 5, "warn": 2, "critical": 5,
+                  "status": "warn", "reasons": ["depth 3 >= warn 2"]}
+    assert log == {"name": "messagelog_read", "lane": "hot", "group": "hot", "depth": 0,
+                   "by_priority": {"0": 0, "3": 0, "6": 0, "9": 0}, "oldest_age_seconds": None, "consumers": 0,
+                   "processed_per_minute": 0.0, "processed_total": 0, "warn": 1000, "critical": 10000,
+                   "status": "warn", "reasons": ["no consumer"]}
+    assert first.changes == [
+        {"kind": "status", "subject": "queue:ai", "old_status": "ok", "new_status": "warn",
+         "message": "queue ai is warn (was ok): depth 3 >= warn 2",
+         "details": {"depth": 3, "reasons": ["depth 3 >= warn 2"]}},
+        {"kind": "status", "subject": "queue:messagelog_read", "old_status": "ok", "new_status": "warn",
+         "message": "queue messagelog_read is warn (was ok): no consumer",
+         "details": {"depth": 0, "reasons": ["no consumer"]}}]
+    assert second.changes == [
+        {"kind": "status", "subject": "queue:ai", "old_status": "warn", "new_status": "ok",
+         "message": "queue ai is ok (was warn): back within thresholds", "details": {"depth": 0, "reasons": []}}]
+    assert [entry["status"] for entry in second.queues] == ["ok", "warn"]
+
+
+def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai", "messagelog_read"])
+        assessor = _assessor_on(layout, collector.servers, collector.queues)
+        try:
+            _beat(server.client(0), "ai@box", ["ai"], time.time())
+            before = assessor.assess(collector.collect(), Thresholds(), time.time())
+            server.stop()
+            down = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    assert [entry["status"] for entry in before.queues] == ["ok", "warn"]  # messagelog_read: no consumer
+    frozen = {"depth": None, "by_priority": {}, "oldest_age_seconds": None, "consumers": 0,
+              "processed_per_minute": None, "processed_total": None, "reasons": ["broker unreachable: depth unknown"]}
+    assert down.queues == [
+        {"name": "ai", "lane": "ai", "group": "background", "warn": 1000, "critical": 10000, "status": "ok", **frozen},
+        {"name": "messagelog_read", "lane": "hot", "group": "hot", "warn": 1000, "critical": 10000,
+         "status": "warn", **frozen}]
+    assert [c for c in down.changes if c["subject"].startswith("queue:")] == []
+    assert down.workers == [] and down.unacked == {"count": None, "oldest_age_seconds": None}
+
+
+def roles_changed(found) -> list[dict]:
+    return [change for change in found.changes if change["subject"].startswith("redis:")]
+
+
+def test_roles_are_reported_with_their_place_and_every_change_in_words():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.hysteresis.clear_ticks = 2
+        where = f"localhost:{server.port}"
+        start = time.time()
+
+        def tick(offset: float):
+            return assessor.assess(collector.collect(), Thresholds(), start + offset)
+
+        try:
+            first = tick(0)
+            client.config_set("maxmemory-policy", "allkeys-lru")
+            risky = tick(5)
+            client.config_set("maxmemory-policy", "noeviction")
+            clearing, cleared = tick(10), tick(15)
+            info = client.info()
+            server.stop()
+            down = tick(20)
+        finally:
+            collector.close()
+    entries = {entry["role"]: entry for entry in first.redis}
+    # as the layout's defaults spell them
+    hosts = {"broker": "localhost", "results": "localhost", "cache": "localhost", "channels": "127.0.0.1"}
+    place = ("role", "host", "port", "db", "tls", "shared_with", "reachable", "error", "status", "reasons")
+    assert [{key: entry[key] for key in place} for entry in first.redis] == [
+        {"role": role, "host": hosts[role], "port": server.port, "db": db, "tls": False,
+         "shared_with": [r for r in ("broker", "results", "cache", "channels") if r != role],
+         "reachable": True, "error": None, "status": "ok", "reasons": []}
+        for db, role in enumerate(("broker", "results", "cache", "channels"))]
+    broker = entries["broker"]
+    assert (broker["maxclients"], broker["maxmemory_policy"]) == (info["maxclients"], "noeviction")
+    assert (broker["redis_version"], broker["run_id"]) == (info["redis_version"], info["run_id"])
+    assert 0 <= broker["uptime_seconds"] <= info["uptime_in_seconds"]
+    assert 1 <= broker["connected_clients"] <= info["connected_clients"] + 1
+    assert roles_changed(first) == []
+    policy = "maxmemory-policy allkeys-lru on the broker: evicted keys are lost tasks"
+    assert roles_changed(risky) == [
+        {"kind": "status", "subject": "redis:broker", "old_status": "ok", "new_status": "critical",
+         "message": f"Redis broker ({where}) is critical (was ok): {policy}", "details": {"reasons": [policy]}}]
+    assert roles_changed(clearing) == [] and clearing.redis[0]["reasons"] == ["clearing: lower for 1/2 ticks"]
+    assert roles_changed(cleared) == [
+        {"kind": "status", "subject": "redis:broker", "old_status": "critical", "new_status": "ok",
+         "message": f"Redis broker ({where}) is ok (was critical): back within thresholds",
+         "details": {"reasons": []}}]
+    error = down.redis[0]["error"]
+    assert error.startswith("unreachable: ")
+    assert roles_changed(down) == [
+        {"kind": "unreachable", "subject": f"redis:{role}", "old_status": "ok", "new_status": "critical",
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is {error}", "details": {"reasons": [error]}}
+        for role in ("broker", "results", "cache", "channels")]
+
+
+def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show_up():
+    # The database remembers the broker unreachable; this process never saw it
+    # answer: its first reading is a recovery, and no status rose meanwhile.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+    from workers.heartbeat import HEARTBEAT_TTL
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.restore({"redis:cache": "critical"}, {"broker": False, "cache": False}, {}, depth=None)
+        now = time.time()
+        try:
+            back = assessor.assess(collector.collect(), Thresholds(), now)
+            waiting = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL - 0.5)
+            due = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL)
+        finally:
+            collector.close()
+    where = f"localhost:{server.port}"
+    assert back.changes == [
+        {"kind": "recovered", "subject": "redis:broker", "old_status": "ok", "new_status": "ok",
+         "message": f"Redis broker ({where}) answers again", "details": {"reasons": []}},
+        {"kind": "recovered", "subject": "redis:cache", "old_status": "critical", "new_status": "critical",
+         "message": f"Redis cache ({where}) answers again; it stays critical until it has been clear for 3 ticks",
+         "details": {"reasons": ["clearing: lower for 1/3 ticks"]}}]
+    assert assessor.heartbeat_grace_until == now + HEARTBEAT_TTL
+    unknown = "consumers unknown: waiting for worker heartbeats after the broker came back"
+    assert [entry["reasons"] for entry in (back.queues[0], waiting.queues[0], due.queues[0])] == [
+        [unknown], [unknown], ["no consumer"]]
+    assert [entry["consumers"] for entry in (back.queues[0], due.queues[0])] == [0, 0]
