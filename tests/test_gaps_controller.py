@@ -634,9 +634,14 @@ def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
             before = assessor.assess(collector.collect(), Thresholds(), time.time())
             server.stop()
             down = assessor.assess(collector.collect(), Thresholds(), time.time())
+            # A controller that starts while the broker is down: what the database remembers, or ok.
+            starting = _assessor_on(layout, collector.servers, collector.queues)
+            starting.restore({"queue:messagelog_read": "critical"}, {}, {}, depth=None)
+            started = starting.assess(collector.collect(), Thresholds(), time.time())
         finally:
             collector.close()
     assert [entry["status"] for entry in before.queues] == ["ok", "warn"]  # messagelog_read: no consumer
+    assert [entry["status"] for entry in started.queues] == ["ok", "critical"]
     frozen = {"depth": None, "by_priority": {}, "oldest_age_seconds": None, "consumers": 0,
               "processed_per_minute": None, "processed_total": None, "reasons": ["broker unreachable: depth unknown"]}
     assert down.queues == [
