@@ -497,20 +497,30 @@ def test_an_unreachable_server_still_shows_its_last_restart():
     from apps.metrics.evaluate import Thresholds
     from apps.metrics.models import iso
     from workers.collect import Collector
+    from workers.heartbeat import HEARTBEAT_TTL
 
     with private_server() as server:
         layout = layout_for(server.port)
         collector = Collector(layout, {}, ["ai"])
         assessor = _assessor_on(layout, collector.servers)
+        broker = layout.roles["broker"].server
         start = time.time()
         try:
-            assert _broker_entry(assessor.assess(collector.collect(), Thresholds(), start))["last_restart_at"] is None
+            first = assessor.assess(collector.collect(), Thresholds(), start)
+            old = run_id(server)
             server.restart()
-            restarted = _broker_entry(assessor.assess(collector.collect(), Thresholds(), start + 5))
+            again = assessor.assess(collector.collect(), Thresholds(), start + 5)
+            new = run_id(server)
             server.stop()
             down = _broker_entry(assessor.assess(collector.collect(), Thresholds(), start + 10))
         finally:
             collector.close()
+    assert _broker_entry(first)["last_restart_at"] is None
+    # The run_ids to remember: the first one seen (no restart), then the new one with its restart time.
+    assert (first.run_ids, first.restarted) == ([(broker, old, None)], False)
+    assert (again.run_ids, again.restarted) == ([(broker, new, start + 5)], True)
+    assert assessor.heartbeat_grace_until == start + 5 + HEARTBEAT_TTL  # the workers' queues were lost with it
+    restarted = _broker_entry(again)
     assert restarted["last_restart_at"] == iso(start + 5)
     assert down["reachable"] is False
     assert down["last_restart_at"] == iso(start + 5)
@@ -708,6 +718,13 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
          "details": {"reasons": []}}]
     error = down.redis[0]["error"]
     assert error.startswith("unreachable: ")
+    unknown = dict.fromkeys(("used_memory", "maxmemory", "memory_percent", "no_maxmemory", "evicted_keys_delta",
+                             "rejected_connections_delta", "evicted_keys", "rejected_connections",
+                             "connected_clients", "maxclients", "maxmemory_policy", "uptime_seconds", "persistence",
+                             "run_id", "redis_version", "last_restart_at"))
+    assert down.redis[0] == {"role": "broker", "host": "localhost", "port": server.port, "db": 0, "tls": False,
+                             "shared_with": ["results", "cache", "channels"], "reachable": False, "error": error,
+                             **unknown, "status": "critical", "reasons": [error]}
     assert roles_changed(down) == [
         {"kind": "unreachable", "subject": f"redis:{role}", "old_status": "ok", "new_status": "critical",
          "message": f"Redis {role} ({hosts[role]}:{server.port}) is {error}", "details": {"reasons": [error]}}
