@@ -762,3 +762,24 @@ def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show
     assert [entry["reasons"] for entry in (back.queues[0], waiting.queues[0], due.queues[0])] == [
         [unknown], [unknown], ["no consumer"]]
     assert [entry["consumers"] for entry in (back.queues[0], due.queues[0])] == [0, 0]
+
+
+def test_a_role_whose_server_is_missing_from_the_collection_is_unreachable_not_read():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout = layout_for(server.port, cache="redis://127.0.0.1:1/2")  # a server of its own, never read here
+        reading = read_broker(server.client(0), KEYS, ["ai"], layout.roles["broker"].server,
+                              ["broker", "results", "channels"], now=now)
+    servers = {reading.server.server: ["broker", "results", "channels"], ("127.0.0.1", 1): ["cache"]}
+    found = _assessor_on(layout, servers).assess(
+        Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    cache = next(entry for entry in found.redis if entry["role"] == "cache")
+    assert {key: cache[key] for key in ("reachable", "error", "status", "reasons", "shared_with", "run_id")} == {
+        "reachable": False, "error": "not read", "status": "critical", "reasons": ["not read"],
+        "shared_with": [], "run_id": None}
+    assert roles_changed(found) == [
+        {"kind": "unreachable", "subject": "redis:cache", "old_status": "ok", "new_status": "critical",
+         "message": "Redis cache (127.0.0.1:1) is not read", "details": {"reasons": ["not read"]}}]
