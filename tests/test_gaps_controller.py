@@ -5,6 +5,7 @@ Each test here was checked once against the bug it names, put in by hand.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -468,10 +469,11 @@ def _broker_entry(found) -> dict:
     return next(entry for entry in found.redis if entry["role"] == "broker")
 
 
-def test_a_broker_restart_with_no_depth_in_the_history_counts_no_loss():
-    # The database remembers the broker's run_id (RedisServerState) but holds
-    # no queue sample (a new history, or one pruned): restore() gets depth None.
-    # The restart found on the first tick is counted from nothing, not guessed.
+def test_a_new_controller_counts_a_broker_restart_s_loss_from_the_depth_in_the_history_or_from_nothing():
+    # A controller starting up: the database remembers the broker's run_id
+    # (RedisServerState) and the depth of the last minute in the history, or no
+    # depth at all (a new history, or one pruned): restore() gets 7 or None.
+    # The restart found on the first tick is counted from that, not guessed.
     from apps.metrics.evaluate import Thresholds
     from workers.collect import Collector
 
@@ -481,16 +483,22 @@ def test_a_broker_restart_with_no_depth_in_the_history_counts_no_loss():
         old_run_id = run_id(server)
         server.restart()
         collector = Collector(layout, {}, ["ai"])
-        assessor = _assessor_on(layout, collector.servers)
+        found = {}
         try:
-            assessor.restore({}, {}, {broker: (old_run_id, None)}, depth=None)
-            found = assessor.assess(collector.collect(), Thresholds(), time.time())
+            for depth in (None, 7):
+                assessor = _assessor_on(layout, collector.servers)
+                assessor.restore({}, {}, {broker: (old_run_id, None)}, depth=depth)
+                found[depth] = assessor.assess(collector.collect(), Thresholds(), time.time())
         finally:
             collector.close()
-    [restart] = [change for change in found.changes if change["kind"] == MetricEvent.RESTART]
-    assert {key: restart["details"][key] for key in ("lost_depth", "lost_unacked", "depth_after", "unacked_after")} \
+    counted = ("lost_depth", "lost_unacked", "depth_after", "unacked_after")
+    [restart] = [change for change in found[None].changes if change["kind"] == MetricEvent.RESTART]
+    assert {key: restart["details"][key] for key in counted} \
         == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
     assert restart["message"].endswith("0 queued and 0 unacked messages were lost")
+    [restart] = [change for change in found[7].changes if change["kind"] == MetricEvent.RESTART]
+    assert {key: restart["details"][key] for key in counted} \
+        == {"lost_depth": 7, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
 
 
 def test_an_unreachable_server_still_shows_its_last_restart():
@@ -541,11 +549,19 @@ def test_rejected_connections_are_read_from_info_and_counted_since_the_previous_
             other.ping()  # the 2nd slot
             assert b"max number of clients" in one_connection_attempt(server.port)
             after = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+            server.restart()  # Redis' counters start again from 0
+            collector.broker_client.ping()  # the collector's connection back: the 1st slot
+            with socket.create_connection(("127.0.0.1", server.port)) as held:  # the 2nd
+                held.sendall(b"PING\r\n")
+                assert held.recv(100) == b"+PONG\r\n"
+                assert b"max number of clients" in one_connection_attempt(server.port)
+            restarted = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
         finally:
             other.close()
             collector.close()
     assert (before["rejected_connections"], before["rejected_connections_delta"]) == (0, 0)
     assert (after["rejected_connections"], after["rejected_connections_delta"]) == (1, 1)
+    assert (restarted["rejected_connections"], restarted["rejected_connections_delta"]) == (1, 1)
 
 
 def test_an_info_without_eviction_or_rejection_counters_counts_none_rather_than_failing():
@@ -707,6 +723,7 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
     assert 0 <= broker["uptime_seconds"] <= info["uptime_in_seconds"]
     assert 1 <= broker["connected_clients"] <= info["connected_clients"] + 1
     assert roles_changed(first) == []
+    assert len(first.run_ids) == 1 and risky.run_ids == []  # a run_id is to be remembered once, when new
     policy = "maxmemory-policy allkeys-lru on the broker: evicted keys are lost tasks"
     assert roles_changed(risky) == [
         {"kind": "status", "subject": "redis:broker", "old_status": "ok", "new_status": "critical",
