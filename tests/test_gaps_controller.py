@@ -800,3 +800,28 @@ def test_a_role_whose_server_is_missing_from_the_collection_is_unreachable_not_r
     assert roles_changed(found) == [
         {"kind": "unreachable", "subject": "redis:cache", "old_status": "ok", "new_status": "critical",
          "message": "Redis cache (127.0.0.1:1) is not read", "details": {"reasons": ["not read"]}}]
+
+
+def test_after_a_restart_the_eviction_delta_is_what_was_evicted_since_the_restart():
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_redis import overfill
+    from workers.collect import Collector
+
+    with private_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as server:
+        layout = layout_for(server.port, cache=server.url(2))
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        client = server.client(2)
+        try:
+            overfill(client)
+            before = client.info("stats")["evicted_keys"]
+            assessor.assess(collector.collect(), Thresholds(), time.time())
+            server.restart()  # Redis' counters start again from 0
+            overfill(client, 1500)
+            cache = next(e for e in assessor.assess(collector.collect(), Thresholds(), time.time()).redis
+                         if e["role"] == "cache")
+        finally:
+            collector.close()
+    since = cache["evicted_keys"]  # Redis may evict a little more before each command: read as the tick read it
+    assert 0 < since < before  # fewer than before the restart: "the increase" would be nothing
+    assert cache["evicted_keys_delta"] == since
