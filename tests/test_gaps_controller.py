@@ -691,16 +691,15 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
         collector = Collector(layout, {}, ["ai"])
         assessor = _assessor_on(layout, collector.servers)
         assessor.hysteresis.clear_ticks = 2
-        where = f"localhost:{server.port}"
         start = time.time()
 
-        def tick(offset: float):
-            return assessor.assess(collector.collect(), Thresholds(), start + offset)
+        def tick(offset: float, thresholds: Thresholds = Thresholds()):
+            return assessor.assess(collector.collect(), thresholds, start + offset)
 
         try:
             first = tick(0)
             client.config_set("maxmemory-policy", "allkeys-lru")
-            risky = tick(5)
+            risky = tick(5, Thresholds(memory_warn_percent=0.0))  # and any memory use is a warning
             client.config_set("maxmemory-policy", "noeviction")
             clearing, cleared = tick(10), tick(15)
             info = client.info()
@@ -725,14 +724,20 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
     assert roles_changed(first) == []
     assert len(first.run_ids) == 1 and risky.run_ids == []  # a run_id is to be remembered once, when new
     policy = "maxmemory-policy allkeys-lru on the broker: evicted keys are lost tasks"
+    reasons = {entry["role"]: entry["reasons"] for entry in risky.redis}
+    assert reasons["broker"][1:] == [policy] and reasons["broker"][0].startswith("memory ")
     assert roles_changed(risky) == [
-        {"kind": "status", "subject": "redis:broker", "old_status": "ok", "new_status": "critical",
-         "message": f"Redis broker ({where}) is critical (was ok): {policy}", "details": {"reasons": [policy]}}]
+        {"kind": "status", "subject": f"redis:{role}", "old_status": "ok", "new_status": status,
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is {status} (was ok): {'; '.join(reasons[role])}",
+         "details": {"reasons": reasons[role]}}
+        for role, status in (("broker", "critical"), ("results", "warn"), ("cache", "warn"), ("channels", "warn"))]
+    assert reasons["cache"] == reasons["broker"][:1]
     assert roles_changed(clearing) == [] and clearing.redis[0]["reasons"] == ["clearing: lower for 1/2 ticks"]
     assert roles_changed(cleared) == [
-        {"kind": "status", "subject": "redis:broker", "old_status": "critical", "new_status": "ok",
-         "message": f"Redis broker ({where}) is ok (was critical): back within thresholds",
-         "details": {"reasons": []}}]
+        {"kind": "status", "subject": f"redis:{role}", "old_status": status, "new_status": "ok",
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is ok (was {status}): back within thresholds",
+         "details": {"reasons": []}}
+        for role, status in (("broker", "critical"), ("results", "warn"), ("cache", "warn"), ("channels", "warn"))]
     error = down.redis[0]["error"]
     assert error.startswith("unreachable: ")
     unknown = dict.fromkeys(("used_memory", "maxmemory", "memory_percent", "no_maxmemory", "evicted_keys_delta",
@@ -749,8 +754,8 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
 
 
 def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show_up():
-    # The database remembers the broker unreachable; this process never saw it
-    # answer: its first reading is a recovery, and no status rose meanwhile.
+    # The database remembers the broker and the cache unreachable; this process
+    # never saw them answer: its first reading is a recovery.
     from apps.metrics.evaluate import Thresholds
     from workers.collect import Collector
     from workers.heartbeat import HEARTBEAT_TTL
@@ -765,6 +770,10 @@ def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show
             back = assessor.assess(collector.collect(), Thresholds(), now)
             waiting = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL - 0.5)
             due = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL)
+            # Another role answering again: the workers' queues were never away.
+            cache_only = _assessor_on(layout, collector.servers)
+            cache_only.restore({}, {"cache": False}, {}, depth=None)
+            cache_back = cache_only.assess(collector.collect(), Thresholds(), now)
         finally:
             collector.close()
     where = f"localhost:{server.port}"
@@ -779,6 +788,8 @@ def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show
     assert [entry["reasons"] for entry in (back.queues[0], waiting.queues[0], due.queues[0])] == [
         [unknown], [unknown], ["no consumer"]]
     assert [entry["consumers"] for entry in (back.queues[0], due.queues[0])] == [0, 0]
+    assert [change["kind"] for change in cache_back.changes] == ["recovered", "status"]  # and ai: no consumer
+    assert cache_only.heartbeat_grace_until == 0.0 and cache_back.queues[0]["reasons"] == ["no consumer"]
 
 
 def test_a_role_whose_server_is_missing_from_the_collection_is_unreachable_not_read():
