@@ -653,7 +653,7 @@ def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
 
     with private_server() as server:
         layout = layout_for(server.port)
-        collector = Collector(layout, {}, ["ai", "messagelog_read"])
+        collector = Collector(layout, {}, ["ai", "messagelog_read", "custom"])  # custom: no family of ours
         assessor = _assessor_on(layout, collector.servers, collector.queues)
         try:
             _beat(server.client(0), "ai@box", ["ai"], time.time())
@@ -666,14 +666,15 @@ def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
             started = starting.assess(collector.collect(), Thresholds(), time.time())
         finally:
             collector.close()
-    assert [entry["status"] for entry in before.queues] == ["ok", "warn"]  # messagelog_read: no consumer
-    assert [entry["status"] for entry in started.queues] == ["ok", "critical"]
+    assert [entry["status"] for entry in before.queues] == ["ok", "warn", "warn"]  # the others: no consumer
+    assert [entry["status"] for entry in started.queues] == ["ok", "critical", "ok"]
     frozen = {"depth": None, "by_priority": {}, "oldest_age_seconds": None, "consumers": 0,
               "processed_per_minute": None, "processed_total": None, "reasons": ["broker unreachable: depth unknown"]}
     assert down.queues == [
         {"name": "ai", "lane": "ai", "group": "background", "warn": 1000, "critical": 10000, "status": "ok", **frozen},
         {"name": "messagelog_read", "lane": "hot", "group": "hot", "warn": 1000, "critical": 10000,
-         "status": "warn", **frozen}]
+         "status": "warn", **frozen},
+        {"name": "custom", "lane": None, "group": None, "warn": 1000, "critical": 10000, "status": "warn", **frozen}]
     assert [c for c in down.changes if c["subject"].startswith("queue:")] == []
     assert down.workers == [] and down.unacked == {"count": None, "oldest_age_seconds": None}
 
