@@ -561,6 +561,8 @@ def test_rejected_connections_are_read_from_info_and_counted_since_the_previous_
             collector.close()
     assert (before["rejected_connections"], before["rejected_connections_delta"]) == (0, 0)
     assert (after["rejected_connections"], after["rejected_connections_delta"]) == (1, 1)
+    assert (after["status"], after["reasons"]) == (
+        "critical", ["rejected connections 1 since the previous sample >= critical 1"])
     assert (restarted["rejected_connections"], restarted["rejected_connections_delta"]) == (1, 1)
 
 
@@ -726,7 +728,8 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
     assert len(first.run_ids) == 1 and risky.run_ids == []  # a run_id is to be remembered once, when new
     policy = "maxmemory-policy allkeys-lru on the broker: evicted keys are lost tasks"
     reasons = {entry["role"]: entry["reasons"] for entry in risky.redis}
-    assert reasons["broker"][1:] == [policy] and reasons["broker"][0].startswith("memory ")
+    memory = next(entry for entry in risky.redis if entry["role"] == "broker")["memory_percent"]
+    assert reasons["broker"] == [f"memory {memory:.1f}% of system memory (no maxmemory) >= warn 0%", policy]
     assert roles_changed(risky) == [
         {"kind": "status", "subject": f"redis:{role}", "old_status": "ok", "new_status": status,
          "message": f"Redis {role} ({hosts[role]}:{server.port}) is {status} (was ok): {'; '.join(reasons[role])}",
@@ -837,3 +840,27 @@ def test_after_a_restart_the_eviction_delta_is_what_was_evicted_since_the_restar
     since = cache["evicted_keys"]  # Redis may evict a little more before each command: read as the tick read it
     assert 0 < since < before  # fewer than before the restart: "the increase" would be nothing
     assert cache["evicted_keys_delta"] == since
+    assert cache["status"] == "critical"  # the memory is full as well: both say so
+    assert f"evicted keys {since} since the previous sample >= critical 10" in cache["reasons"]
+
+
+def test_a_role_s_status_clears_only_below_the_margin_under_its_thresholds():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server("--maxmemory", "10mb") as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.hysteresis.clear_ticks = 2
+        try:
+            used = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))["memory_percent"]
+            statuses = []
+            # above the threshold; then 5 % under it (within the 10 % margin); then far under it
+            for warn in (used / 2, used * 1.05, used * 1.05, used * 1.05, used * 2, used * 2):
+                found = assessor.assess(collector.collect(), Thresholds(memory_warn_percent=warn), time.time())
+                statuses.append(_broker_entry(found)["status"])
+        finally:
+            collector.close()
+    assert used > 5  # about a tenth of 10 MB: two decimals leave room for the 5 %
+    assert statuses == ["warn", "warn", "warn", "warn", "warn", "ok"]
