@@ -603,7 +603,7 @@ def test_workers_and_queues_are_reported_field_by_field_and_judged_on_them():
     from tests.test_metrics_support import message
     from workers.collect import Collector
 
-    thresholds = Thresholds(queue_overrides={"ai": (2, 5)})
+    thresholds = Thresholds(queue_overrides={"ai": (2, 5), "messagelog_read": (1, 5)})
     with private_server() as server:
         layout, client = layout_for(server.port), server.client(0)
         collector = Collector(layout, {}, ["ai", "messagelog_read"])
@@ -614,6 +614,7 @@ def test_workers_and_queues_are_reported_field_by_field_and_judged_on_them():
         _beat(client, "late@box", ["ai", "messagelog_read"], now - 30.5)
         client.lpush("ai", message(now - 8), message(now - 2))
         client.lpush(KEYS.sub_queue_for("ai", 6), message(now - 1))
+        client.lpush("messagelog_read", message(now - 3))  # and nobody alive consumes it
         client.hset("fw:processed:total", "ai", 5)
         try:
             first = assessor.assess(collector.collect(), thresholds, now)
@@ -632,21 +633,22 @@ def test_workers_and_queues_are_reported_field_by_field_and_judged_on_them():
                   "by_priority": {"0": 2, "3": 0, "6": 1, "9": 0}, "oldest_age_seconds": 8.0, "consumers": 1,
                   "processed_per_minute": 0.0, "processed_total": 5, "warn": 2, "critical": 5,
                   "status": "warn", "reasons": ["depth 3 >= warn 2"]}
-    assert log == {"name": "messagelog_read", "lane": "hot", "group": "hot", "depth": 0,
-                   "by_priority": {"0": 0, "3": 0, "6": 0, "9": 0}, "oldest_age_seconds": None, "consumers": 0,
-                   "processed_per_minute": 0.0, "processed_total": 0, "warn": 1000, "critical": 10000,
-                   "status": "warn", "reasons": ["no consumer"]}
+    both = ["depth 1 >= warn 1", "no consumer"]
+    assert log == {"name": "messagelog_read", "lane": "hot", "group": "hot", "depth": 1,
+                   "by_priority": {"0": 1, "3": 0, "6": 0, "9": 0}, "oldest_age_seconds": 3.0, "consumers": 0,
+                   "processed_per_minute": 0.0, "processed_total": 0, "warn": 1, "critical": 5,
+                   "status": "critical", "reasons": both}
     assert first.changes == [
         {"kind": "status", "subject": "queue:ai", "old_status": "ok", "new_status": "warn",
          "message": "queue ai is warn (was ok): depth 3 >= warn 2",
          "details": {"depth": 3, "reasons": ["depth 3 >= warn 2"]}},
-        {"kind": "status", "subject": "queue:messagelog_read", "old_status": "ok", "new_status": "warn",
-         "message": "queue messagelog_read is warn (was ok): no consumer",
-         "details": {"depth": 0, "reasons": ["no consumer"]}}]
+        {"kind": "status", "subject": "queue:messagelog_read", "old_status": "ok", "new_status": "critical",
+         "message": "queue messagelog_read is critical (was ok): depth 1 >= warn 1; no consumer",
+         "details": {"depth": 1, "reasons": both}}]
     assert second.changes == [
         {"kind": "status", "subject": "queue:ai", "old_status": "warn", "new_status": "ok",
          "message": "queue ai is ok (was warn): back within thresholds", "details": {"depth": 0, "reasons": []}}]
-    assert [entry["status"] for entry in second.queues] == ["ok", "warn"]
+    assert [entry["status"] for entry in second.queues] == ["ok", "critical"]
 
 
 def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
