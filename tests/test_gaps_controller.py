@@ -5,6 +5,7 @@ Each test here was checked once against the bug it names, put in by hand.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -866,3 +867,20 @@ def test_a_role_s_status_clears_only_below_the_margin_under_its_thresholds():
             collector.close()
     assert used > 5  # about a tenth of 10 MB: two decimals leave room for the 5 %
     assert statuses == ["warn", "warn", "warn", "warn", "warn", "ok"]
+
+
+def test_a_heartbeat_without_queues_is_a_worker_consuming_nothing():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        payload = _beat(client, "idle@box", [], now)
+        del payload["queues"]
+        client.hset(KEYS.workers, "idle@box", json.dumps(payload))
+        reading = read_broker(client, KEYS, ["ai"], layout.roles["broker"].server, ["broker"], now=now)
+    found = _assessor_on(layout, {reading.server.server: ["broker"]}).assess(
+        Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    assert [(worker["name"], worker["queues"], worker["alive"]) for worker in found.workers] == [
+        ("idle@box", [], True)]
