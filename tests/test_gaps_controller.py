@@ -5,6 +5,8 @@ Each test here was checked once against the bug it names, put in by hand.
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import pytest
@@ -423,13 +425,13 @@ def test_an_info_without_memory_figures_gives_no_percent_rather_than_an_error():
 
 
 def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
-    # A real broker reading, taken and assessed at a chosen time: 30 s into a minute.
+    # A real broker reading, taken and assessed at a chosen time: 15 s into a minute.
     from apps.metrics.assess import Assessor, _persistence
     from apps.metrics.evaluate import Thresholds
     from tests.test_metrics_support import message
     from workers.collect import Collection, read_broker
 
-    now = 1_800_000_030.0
+    now = 1_800_000_015.0
     minute = int(now // 60)
     with private_server() as server:
         client = server.client(0)
@@ -439,6 +441,8 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
         client.lpush("archive_data", message(now + 5))  # a clock ahead of ours: no negative age
         client.hset(f"fw:processed:{minute - 1}", "ai", 3)
         client.hset(f"fw:processed:{minute}", "ai", 7)
+        client.hset(KEYS.unacked_key, "tag-1", message(now - 60))  # delivered to a worker, not acked yet
+        client.zadd(KEYS.unacked_index_key, {"tag-1": now - 4.5})  # kombu's delivery time
         layout = layout_for(server.port)
         queues = ["ai", "stats_cache", "archive_data"]
         reading = read_broker(client, KEYS, queues, layout.roles["broker"].server, ["broker"], now=now)
@@ -447,9 +451,436 @@ def test_ages_rates_and_persistence_are_computed_exactly_at_the_time_given():
     found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
     entries = {entry["name"]: entry for entry in found.queues}
     assert [entries[q]["oldest_age_seconds"] for q in queues] == [12.346, 0.25, 0.0]
-    assert entries["ai"]["processed_per_minute"] == 8.5  # 3 * (1 - 30/60) + 7
+    assert entries["ai"]["processed_per_minute"] == 9.2  # 3 * (1 - 15/60) + 7 = 9.25, to one decimal
     assert entries["stats_cache"]["processed_per_minute"] == 0.0  # no counters at all
+    assert found.unacked == {"count": 1, "oldest_age_seconds": 4.5}  # by the index, not the message's stamp
     broker = next(entry for entry in found.redis if entry["role"] == "broker")
     assert broker["persistence"] == {"save": "3600 1", "appendonly": False, "persistent": True}
     assert _persistence({}, None) == {"save": None, "appendonly": False, "persistent": False}
     assert _persistence({"aof_enabled": 1}, "") == {"save": "", "appendonly": True, "persistent": True}
+
+
+def _assessor_on(layout, servers, queues=("ai",)):
+    from apps.metrics.assess import Assessor
+
+    return Assessor(layout, servers, queues, interval=5.0, clear_ticks=3, stall_ticks=6)
+
+
+def _broker_entry(found) -> dict:
+    return next(entry for entry in found.redis if entry["role"] == "broker")
+
+
+def test_a_new_controller_counts_a_broker_restart_s_loss_from_the_depth_in_the_history_or_from_nothing():
+    # A controller starting up: the database remembers the broker's run_id
+    # (RedisServerState) and the depth of the last minute in the history, or no
+    # depth at all (a new history, or one pruned): restore() gets 7 or None.
+    # The restart found on the first tick is counted from that, not guessed.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        broker = layout.roles["broker"].server
+        old_run_id = run_id(server)
+        server.restart()
+        collector = Collector(layout, {}, ["ai"])
+        found = {}
+        try:
+            for depth in (None, 7):
+                assessor = _assessor_on(layout, collector.servers)
+                assessor.restore({}, {}, {broker: (old_run_id, None)}, depth=depth)
+                found[depth] = assessor.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    counted = ("lost_depth", "lost_unacked", "depth_after", "unacked_after")
+    [restart] = [change for change in found[None].changes if change["kind"] == MetricEvent.RESTART]
+    assert {key: restart["details"][key] for key in counted} \
+        == {"lost_depth": 0, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
+    assert restart["message"].endswith("0 queued and 0 unacked messages were lost")
+    [restart] = [change for change in found[7].changes if change["kind"] == MetricEvent.RESTART]
+    assert {key: restart["details"][key] for key in counted} \
+        == {"lost_depth": 7, "lost_unacked": 0, "depth_after": 0, "unacked_after": 0}
+
+
+def test_an_unreachable_server_still_shows_its_last_restart():
+    from apps.metrics.evaluate import Thresholds
+    from apps.metrics.models import iso
+    from workers.collect import Collector
+    from workers.heartbeat import HEARTBEAT_TTL
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        broker = layout.roles["broker"].server
+        start = time.time()
+        try:
+            first = assessor.assess(collector.collect(), Thresholds(), start)
+            old = run_id(server)
+            server.restart()
+            again = assessor.assess(collector.collect(), Thresholds(), start + 5)
+            new = run_id(server)
+            server.stop()
+            down = _broker_entry(assessor.assess(collector.collect(), Thresholds(), start + 10))
+        finally:
+            collector.close()
+    assert _broker_entry(first)["last_restart_at"] is None
+    # The run_ids to remember: the first one seen (no restart), then the new one with its restart time.
+    assert (first.run_ids, first.restarted) == ([(broker, old, None)], False)
+    assert (again.run_ids, again.restarted) == ([(broker, new, start + 5)], True)
+    assert assessor.heartbeat_grace_until == start + 5 + HEARTBEAT_TTL  # the workers' queues were lost with it
+    restarted = _broker_entry(again)
+    assert restarted["last_restart_at"] == iso(start + 5)
+    assert down["reachable"] is False
+    assert down["last_restart_at"] == iso(start + 5)
+
+
+def test_rejected_connections_are_read_from_info_and_counted_since_the_previous_tick():
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_redis import one_connection_attempt
+    from workers.collect import Collector
+
+    with private_server("--maxclients", "2") as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])  # one connection: the broker's client
+        assessor = _assessor_on(layout, collector.servers)
+        other = server.client(0)
+        try:
+            before = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+            other.ping()  # the 2nd slot
+            assert b"max number of clients" in one_connection_attempt(server.port)
+            after = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+            server.restart()  # Redis' counters start again from 0
+            collector.broker_client.ping()  # the collector's connection back: the 1st slot
+            with socket.create_connection(("127.0.0.1", server.port)) as held:  # the 2nd
+                held.sendall(b"PING\r\n")
+                assert held.recv(100) == b"+PONG\r\n"
+                assert b"max number of clients" in one_connection_attempt(server.port)
+            restarted = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))
+        finally:
+            other.close()
+            collector.close()
+    assert (before["rejected_connections"], before["rejected_connections_delta"]) == (0, 0)
+    assert (after["rejected_connections"], after["rejected_connections_delta"]) == (1, 1)
+    assert (after["status"], after["reasons"]) == (
+        "critical", ["rejected connections 1 since the previous sample >= critical 1"])
+    assert (restarted["rejected_connections"], restarted["rejected_connections_delta"]) == (1, 1)
+
+
+def test_an_info_without_eviction_or_rejection_counters_counts_none_rather_than_failing():
+    # A managed Redis (or a proxy in front of one) may leave counters out of INFO.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout = layout_for(server.port)
+        reading = read_broker(server.client(0), KEYS, ["ai"], layout.roles["broker"].server, ["broker"], now=now)
+    assert "evicted_keys" in reading.server.info and "rejected_connections" in reading.server.info
+    del reading.server.info["evicted_keys"], reading.server.info["rejected_connections"]
+    assessor = _assessor_on(layout, {reading.server.server: ["broker"]})
+    found = assessor.assess(Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    broker = _broker_entry(found)
+    assert broker["reachable"] is True
+    assert {key: broker[key] for key in ("evicted_keys", "rejected_connections", "evicted_keys_delta",
+                                         "rejected_connections_delta")} == dict.fromkeys(
+        ("evicted_keys", "rejected_connections", "evicted_keys_delta", "rejected_connections_delta"), 0)
+    assert broker["status"] == "ok"
+
+
+# -- the assessment, entry by entry, on real readings at chosen times ----------------
+def _beat(client, name: str, queues: list[str], ts: float) -> dict:
+    from workers.heartbeat import heartbeat_payload, write_heartbeat
+
+    payload = heartbeat_payload(name, queues, ts - 100)
+    payload["ts"] = ts
+    write_heartbeat(client, KEYS, payload)
+    return payload
+
+
+def test_workers_and_queues_are_reported_field_by_field_and_judged_on_them():
+    from apps.metrics.evaluate import Thresholds
+    from apps.metrics.models import iso
+    from tests.test_metrics_support import message
+    from workers.collect import Collector
+
+    thresholds = Thresholds(queue_overrides={"ai": (2, 5), "messagelog_read": (1, 5)})
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        collector = Collector(layout, {}, ["ai", "messagelog_read"])
+        assessor = _assessor_on(layout, collector.servers, collector.queues)
+        assessor.hysteresis.clear_ticks = 1
+        now = time.time()
+        alive = _beat(client, "ai@box", ["ai"], now - 30)  # the last second it counts as alive
+        _beat(client, "late@box", ["ai", "messagelog_read"], now - 30.5)
+        client.lpush("ai", message(now - 8), message(now - 2))
+        client.lpush(KEYS.sub_queue_for("ai", 6), message(now - 1))
+        client.lpush("messagelog_read", message(now - 3))  # and nobody alive consumes it
+        client.hset("fw:processed:total", "ai", 5)
+        try:
+            first = assessor.assess(collector.collect(), thresholds, now)
+            client.delete("ai", KEYS.sub_queue_for("ai", 6))
+            _beat(client, "ai@box", ["ai"], now + 5)
+            second = assessor.assess(collector.collect(), thresholds, now + 5)
+        finally:
+            collector.close()
+    assert first.workers == [
+        {"name": "ai@box", "group": "ai", "host": "box", "pid": alive["pid"], "queues": ["ai"],
+         "last_heartbeat": iso(now - 30), "alive": True},
+        {"name": "late@box", "group": "late", "host": "box", "pid": alive["pid"], "queues": ["ai", "messagelog_read"],
+         "last_heartbeat": iso(now - 30.5), "alive": False}]
+    ai, log = first.queues
+    assert ai == {"name": "ai", "lane": "ai", "group": "background", "depth": 3,
+                  "by_priority": {"0": 2, "3": 0, "6": 1, "9": 0}, "oldest_age_seconds": 8.0, "consumers": 1,
+                  "processed_per_minute": 0.0, "processed_total": 5, "warn": 2, "critical": 5,
+                  "status": "warn", "reasons": ["depth 3 >= warn 2"]}
+    both = ["depth 1 >= warn 1", "no consumer"]
+    assert log == {"name": "messagelog_read", "lane": "hot", "group": "hot", "depth": 1,
+                   "by_priority": {"0": 1, "3": 0, "6": 0, "9": 0}, "oldest_age_seconds": 3.0, "consumers": 0,
+                   "processed_per_minute": 0.0, "processed_total": 0, "warn": 1, "critical": 5,
+                   "status": "critical", "reasons": both}
+    assert first.changes == [
+        {"kind": "status", "subject": "queue:ai", "old_status": "ok", "new_status": "warn",
+         "message": "queue ai is warn (was ok): depth 3 >= warn 2",
+         "details": {"depth": 3, "reasons": ["depth 3 >= warn 2"]}},
+        {"kind": "status", "subject": "queue:messagelog_read", "old_status": "ok", "new_status": "critical",
+         "message": "queue messagelog_read is critical (was ok): depth 1 >= warn 1; no consumer",
+         "details": {"depth": 1, "reasons": both}}]
+    assert second.changes == [
+        {"kind": "status", "subject": "queue:ai", "old_status": "warn", "new_status": "ok",
+         "message": "queue ai is ok (was warn): back within thresholds", "details": {"depth": 0, "reasons": []}}]
+    assert [entry["status"] for entry in second.queues] == ["ok", "critical"]
+
+
+def test_while_the_broker_is_down_queues_keep_their_status_with_no_figures():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai", "messagelog_read", "custom"])  # custom: no family of ours
+        assessor = _assessor_on(layout, collector.servers, collector.queues)
+        try:
+            _beat(server.client(0), "ai@box", ["ai"], time.time())
+            before = assessor.assess(collector.collect(), Thresholds(), time.time())
+            server.stop()
+            down = assessor.assess(collector.collect(), Thresholds(), time.time())
+            # A controller that starts while the broker is down: what the database remembers, or ok.
+            starting = _assessor_on(layout, collector.servers, collector.queues)
+            starting.restore({"queue:messagelog_read": "critical"}, {}, {}, depth=None)
+            started = starting.assess(collector.collect(), Thresholds(), time.time())
+        finally:
+            collector.close()
+    assert [entry["status"] for entry in before.queues] == ["ok", "warn", "warn"]  # the others: no consumer
+    assert [entry["status"] for entry in started.queues] == ["ok", "critical", "ok"]
+    frozen = {"depth": None, "by_priority": {}, "oldest_age_seconds": None, "consumers": 0,
+              "processed_per_minute": None, "processed_total": None, "reasons": ["broker unreachable: depth unknown"]}
+    assert down.queues == [
+        {"name": "ai", "lane": "ai", "group": "background", "warn": 1000, "critical": 10000, "status": "ok", **frozen},
+        {"name": "messagelog_read", "lane": "hot", "group": "hot", "warn": 1000, "critical": 10000,
+         "status": "warn", **frozen},
+        {"name": "custom", "lane": None, "group": None, "warn": 1000, "critical": 10000, "status": "warn", **frozen}]
+    assert [c for c in down.changes if c["subject"].startswith("queue:")] == []
+    assert down.workers == [] and down.unacked == {"count": None, "oldest_age_seconds": None}
+
+
+def roles_changed(found) -> list[dict]:
+    return [change for change in found.changes if change["subject"].startswith("redis:")]
+
+
+def test_roles_are_reported_with_their_place_and_every_change_in_words():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.hysteresis.clear_ticks = 2
+        start = time.time()
+
+        def tick(offset: float, thresholds: Thresholds = Thresholds()):
+            return assessor.assess(collector.collect(), thresholds, start + offset)
+
+        try:
+            first = tick(0)
+            client.config_set("maxmemory-policy", "allkeys-lru")
+            risky = tick(5, Thresholds(memory_warn_percent=0.0))  # and any memory use is a warning
+            client.config_set("maxmemory-policy", "noeviction")
+            clearing, cleared = tick(10), tick(15)
+            info = client.info()
+            server.stop()
+            down = tick(20)
+        finally:
+            collector.close()
+    entries = {entry["role"]: entry for entry in first.redis}
+    # as the layout's defaults spell them
+    hosts = {"broker": "localhost", "results": "localhost", "cache": "localhost", "channels": "127.0.0.1"}
+    place = ("role", "host", "port", "db", "tls", "shared_with", "reachable", "error", "status", "reasons")
+    assert [{key: entry[key] for key in place} for entry in first.redis] == [
+        {"role": role, "host": hosts[role], "port": server.port, "db": db, "tls": False,
+         "shared_with": [r for r in ("broker", "results", "cache", "channels") if r != role],
+         "reachable": True, "error": None, "status": "ok", "reasons": []}
+        for db, role in enumerate(("broker", "results", "cache", "channels"))]
+    broker = entries["broker"]
+    assert (broker["maxclients"], broker["maxmemory_policy"]) == (info["maxclients"], "noeviction")
+    assert (broker["redis_version"], broker["run_id"]) == (info["redis_version"], info["run_id"])
+    assert 0 <= broker["uptime_seconds"] <= info["uptime_in_seconds"]
+    assert 1 <= broker["connected_clients"] <= info["connected_clients"] + 1
+    assert roles_changed(first) == []
+    assert len(first.run_ids) == 1 and risky.run_ids == []  # a run_id is to be remembered once, when new
+    policy = "maxmemory-policy allkeys-lru on the broker: evicted keys are lost tasks"
+    reasons = {entry["role"]: entry["reasons"] for entry in risky.redis}
+    memory = next(entry for entry in risky.redis if entry["role"] == "broker")["memory_percent"]
+    assert reasons["broker"] == [f"memory {memory:.1f}% of system memory (no maxmemory) >= warn 0%", policy]
+    assert roles_changed(risky) == [
+        {"kind": "status", "subject": f"redis:{role}", "old_status": "ok", "new_status": status,
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is {status} (was ok): {'; '.join(reasons[role])}",
+         "details": {"reasons": reasons[role]}}
+        for role, status in (("broker", "critical"), ("results", "warn"), ("cache", "warn"), ("channels", "warn"))]
+    assert reasons["cache"] == reasons["broker"][:1]
+    assert roles_changed(clearing) == [] and clearing.redis[0]["reasons"] == ["clearing: lower for 1/2 ticks"]
+    assert roles_changed(cleared) == [
+        {"kind": "status", "subject": f"redis:{role}", "old_status": status, "new_status": "ok",
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is ok (was {status}): back within thresholds",
+         "details": {"reasons": []}}
+        for role, status in (("broker", "critical"), ("results", "warn"), ("cache", "warn"), ("channels", "warn"))]
+    error = down.redis[0]["error"]
+    assert error.startswith("unreachable: ")
+    unknown = dict.fromkeys(("used_memory", "maxmemory", "memory_percent", "no_maxmemory", "evicted_keys_delta",
+                             "rejected_connections_delta", "evicted_keys", "rejected_connections",
+                             "connected_clients", "maxclients", "maxmemory_policy", "uptime_seconds", "persistence",
+                             "run_id", "redis_version", "last_restart_at"))
+    assert down.redis[0] == {"role": "broker", "host": "localhost", "port": server.port, "db": 0, "tls": False,
+                             "shared_with": ["results", "cache", "channels"], "reachable": False, "error": error,
+                             **unknown, "status": "critical", "reasons": [error]}
+    assert roles_changed(down) == [
+        {"kind": "unreachable", "subject": f"redis:{role}", "old_status": "ok", "new_status": "critical",
+         "message": f"Redis {role} ({hosts[role]}:{server.port}) is {error}", "details": {"reasons": [error]}}
+        for role in ("broker", "results", "cache", "channels")]
+
+
+def test_a_role_that_answers_again_says_so_and_workers_get_one_heartbeat_to_show_up():
+    # The database remembers the broker and the cache unreachable; this process
+    # never saw them answer: its first reading is a recovery.
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+    from workers.heartbeat import HEARTBEAT_TTL
+
+    with private_server() as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.restore({"redis:cache": "critical"}, {"broker": False, "cache": False}, {}, depth=None)
+        now = time.time()
+        try:
+            back = assessor.assess(collector.collect(), Thresholds(), now)
+            waiting = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL - 0.5)
+            due = assessor.assess(collector.collect(), Thresholds(), now + HEARTBEAT_TTL)
+            # Another role answering again: the workers' queues were never away.
+            cache_only = _assessor_on(layout, collector.servers)
+            cache_only.restore({}, {"cache": False}, {}, depth=None)
+            cache_back = cache_only.assess(collector.collect(), Thresholds(), now)
+        finally:
+            collector.close()
+    where = f"localhost:{server.port}"
+    assert back.changes == [
+        {"kind": "recovered", "subject": "redis:broker", "old_status": "ok", "new_status": "ok",
+         "message": f"Redis broker ({where}) answers again", "details": {"reasons": []}},
+        {"kind": "recovered", "subject": "redis:cache", "old_status": "critical", "new_status": "critical",
+         "message": f"Redis cache ({where}) answers again; it stays critical until it has been clear for 3 ticks",
+         "details": {"reasons": ["clearing: lower for 1/3 ticks"]}}]
+    assert assessor.heartbeat_grace_until == now + HEARTBEAT_TTL
+    unknown = "consumers unknown: waiting for worker heartbeats after the broker came back"
+    assert [entry["reasons"] for entry in (back.queues[0], waiting.queues[0], due.queues[0])] == [
+        [unknown], [unknown], ["no consumer"]]
+    assert [entry["consumers"] for entry in (back.queues[0], due.queues[0])] == [0, 0]
+    assert [change["kind"] for change in cache_back.changes] == ["recovered", "status"]  # and ai: no consumer
+    assert cache_only.heartbeat_grace_until == 0.0 and cache_back.queues[0]["reasons"] == ["no consumer"]
+
+
+def test_a_role_whose_server_is_missing_from_the_collection_is_unreachable_not_read():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout = layout_for(server.port, cache="redis://127.0.0.1:1/2")  # a server of its own, never read here
+        reading = read_broker(server.client(0), KEYS, ["ai"], layout.roles["broker"].server,
+                              ["broker", "results", "channels"], now=now)
+    servers = {reading.server.server: ["broker", "results", "channels"], ("127.0.0.1", 1): ["cache"]}
+    found = _assessor_on(layout, servers).assess(
+        Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    cache = next(entry for entry in found.redis if entry["role"] == "cache")
+    assert {key: cache[key] for key in ("reachable", "error", "status", "reasons", "shared_with", "run_id")} == {
+        "reachable": False, "error": "not read", "status": "critical", "reasons": ["not read"],
+        "shared_with": [], "run_id": None}
+    assert roles_changed(found) == [
+        {"kind": "unreachable", "subject": "redis:cache", "old_status": "ok", "new_status": "critical",
+         "message": "Redis cache (127.0.0.1:1) is not read", "details": {"reasons": ["not read"]}}]
+
+
+def test_after_a_restart_the_eviction_delta_is_what_was_evicted_since_the_restart():
+    from apps.metrics.evaluate import Thresholds
+    from tests.test_metrics_redis import overfill
+    from workers.collect import Collector
+
+    with private_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as server:
+        layout = layout_for(server.port, cache=server.url(2))
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        client = server.client(2)
+        try:
+            overfill(client)
+            before = client.info("stats")["evicted_keys"]
+            assessor.assess(collector.collect(), Thresholds(), time.time())
+            server.restart()  # Redis' counters start again from 0
+            overfill(client, 1500)
+            cache = next(e for e in assessor.assess(collector.collect(), Thresholds(), time.time()).redis
+                         if e["role"] == "cache")
+        finally:
+            collector.close()
+    since = cache["evicted_keys"]  # Redis may evict a little more before each command: read as the tick read it
+    assert 0 < since < before  # fewer than before the restart: "the increase" would be nothing
+    assert cache["evicted_keys_delta"] == since
+    assert cache["status"] == "critical"  # the memory is full as well: both say so
+    assert f"evicted keys {since} since the previous sample >= critical 10" in cache["reasons"]
+
+
+def test_a_role_s_status_clears_only_below_the_margin_under_its_thresholds():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collector
+
+    with private_server("--maxmemory", "10mb") as server:
+        layout = layout_for(server.port)
+        collector = Collector(layout, {}, ["ai"])
+        assessor = _assessor_on(layout, collector.servers)
+        assessor.hysteresis.clear_ticks = 2
+        try:
+            used = _broker_entry(assessor.assess(collector.collect(), Thresholds(), time.time()))["memory_percent"]
+            statuses = []
+            # above the threshold; then 5 % under it (within the 10 % margin); then far under it
+            for warn in (used / 2, used * 1.05, used * 1.05, used * 1.05, used * 2, used * 2):
+                found = assessor.assess(collector.collect(), Thresholds(memory_warn_percent=warn), time.time())
+                statuses.append(_broker_entry(found)["status"])
+        finally:
+            collector.close()
+    assert used > 5  # about a tenth of 10 MB: two decimals leave room for the 5 %
+    assert statuses == ["warn", "warn", "warn", "warn", "warn", "ok"]
+
+
+def test_a_heartbeat_without_queues_is_a_worker_consuming_nothing():
+    from apps.metrics.evaluate import Thresholds
+    from workers.collect import Collection, read_broker
+
+    now = time.time()
+    with private_server() as server:
+        layout, client = layout_for(server.port), server.client(0)
+        payload = _beat(client, "idle@box", [], now)
+        del payload["queues"]
+        client.hset(KEYS.workers, "idle@box", json.dumps(payload))
+        reading = read_broker(client, KEYS, ["ai"], layout.roles["broker"].server, ["broker"], now=now)
+    found = _assessor_on(layout, {reading.server.server: ["broker"]}).assess(
+        Collection(reading, {reading.server.server: reading.server}, 0.0), Thresholds(), now)
+    assert [(worker["name"], worker["queues"], worker["alive"]) for worker in found.workers] == [
+        ("idle@box", [], True)]
