@@ -46,3 +46,35 @@ def test_a_message_that_comes_back_with_a_new_status_is_updated_not_duplicated(c
     poll_now(tenant.id)
     wait_for(lambda: MessageLog.objects.filter(guid="m-1", status="COMPLETED").exists(), timeout=60, interval=0.3)
     assert MessageLog.objects.filter(guid="m-1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_throttled_past_the_clients_own_retries_is_read_again_within_seconds(clean_redis, fake_tenant,
+                                                                                      pipeline_worker):
+    history(fake_tenant, 80, days=0.9)
+    tenant = tenant_row(fake_tenant, backfill_days=1)  # 4 windows of 6 h, one page each
+    # Each read may absorb the client's 5 retries; 30 refusals are more than 4 x 5,
+    # so at least one window's read gives up and only the task's own retry saves it
+    # (no beat runs here: the 30-minute resend of lost windows never comes).
+    fake_tenant.busy["pages"] = 30
+    poll_now(tenant.id)
+    wait_for(lambda: stored() == 80, timeout=90, interval=0.5)
+    assert fake_tenant.requests["busy pages"] == 30
+    assert not BackfillWindow.objects.filter(tenant=tenant).exclude(last_error="").exists()
+    assert not BackfillWindow.objects.filter(tenant=tenant, done_at=None).exists()
+    assert "Retry in" in pipeline_worker.log.read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_details_refused_as_busy_past_the_clients_retries_are_fetched_within_seconds(clean_redis, fake_tenant,
+                                                                                    pipeline_worker):
+    tenant = tenant_row(fake_tenant)
+    Tenant.objects.filter(id=tenant.id).update(watermark=timezone.now() - timedelta(minutes=5))
+    for i in range(3):
+        fake_tenant.add(f"f-{i}", "FAILED", timezone.now() - timedelta(seconds=30), error=f"mapping error {i}")
+    fake_tenant.busy["details"] = 8  # more than one call's 1 + 5 tries: the chunk's task must ask again
+    poll_now(tenant.id)
+    failed = MessageLog.objects.filter(guid__startswith="f-")
+    wait_for(lambda: failed.count() == 3 and not failed.filter(details_at=None).exists(), timeout=90, interval=0.5)
+    assert sorted(failed.values_list("error_text", flat=True)) == [f"mapping error {i}" for i in range(3)]
+    assert fake_tenant.requests["busy details"] == 8

@@ -14,6 +14,7 @@ twice (acks_late redelivers the task of a worker killed mid-way).
 from __future__ import annotations
 
 import logging
+import random
 from typing import Callable
 from datetime import timedelta
 
@@ -48,6 +49,14 @@ RETRIES = dict(autoretry_for=(OperationalError, InterfaceError, httpx.TransportE
                retry_backoff_max=120, retry_jitter=True, max_retries=8)
 
 
+# A tenant that stays throttled (429), failing (5xx) or unreachable past the
+# client's own retries is asked again by the task after a jittered wait that
+# doubles from TENANT_WAIT_BASE up to TENANT_WAIT_CAP, up to RETRIES' max_retries
+# times (about 8 minutes in all); after that the task records the error and the
+# catch-up runs (resend_lost_windows, catch_up_details) take over.
+TENANT_WAIT_BASE, TENANT_WAIT_CAP = 2.0, 300.0
+
+
 def read_lock(name: str) -> Lock:
     keys = BrokerKeys.from_options(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
     return Lock(redis_client("broker"), keys, name, READ_LOCK_TTL)
@@ -57,6 +66,25 @@ def _tenant_error(exc: Exception) -> bool:
     from apps.tenants.client import TenantError
 
     return isinstance(exc, TenantError)
+
+
+def _transient(exc: Exception) -> bool:
+    """A tenant error worth asking again soon: throttled, a server error, or no answer at all."""
+    from apps.tenants.client import TenantAuthError, TenantResponseError
+
+    if not _tenant_error(exc) or isinstance(exc, (TenantAuthError, TenantResponseError)):
+        return False
+    status = getattr(exc, "status", None)
+    return status is None or status == 429 or status >= 500
+
+
+def _ask_again_later(task, exc: Exception) -> None:
+    """Send ``task`` again after a wait when ``exc`` is transient and retries remain (raises Retry)."""
+    retries = task.request.retries
+    if not _transient(exc) or retries >= task.max_retries:
+        return
+    ceiling = min(TENANT_WAIT_CAP, TENANT_WAIT_BASE * 2 ** retries)
+    raise task.retry(exc=exc, countdown=random.uniform(ceiling / 2, ceiling))
 
 
 def _gone(exc: Exception) -> bool:
@@ -92,9 +120,10 @@ def messagelog_read(tenant_id: int) -> dict:
         lock.release()
 
 
-@routed_task("messagelog_read_cold", name="apps.messagelogs.tasks.messagelog_read_cold", **RETRIES)
-def messagelog_read_cold(window_id: int) -> dict:
-    """Read one backfill window (periodic_run sends it again if it never finished)."""
+@routed_task("messagelog_read_cold", name="apps.messagelogs.tasks.messagelog_read_cold", bind=True, **RETRIES)
+def messagelog_read_cold(self, window_id: int) -> dict:
+    """Read one backfill window: again after a wait while the tenant is throttled or
+    down, and from periodic_run if it still never finished."""
     window = BackfillWindow.objects.select_related("tenant").filter(id=window_id, done_at=None).first()
     if window is None or not window.tenant.enabled:
         return {"skipped": "window done, gone, or its tenant disabled"}
@@ -108,6 +137,7 @@ def messagelog_read_cold(window_id: int) -> dict:
             raise
         logger.warning("tenant %s: backfill window %s failed: %s", window.tenant.name, window_id, exc)
         BackfillWindow.objects.filter(id=window_id).update(last_error=str(exc)[:2000])
+        _ask_again_later(self, exc)
         return {"error": str(exc)}
     finally:
         lock.release()
@@ -164,50 +194,68 @@ def fetch_details(tenant_id: int, message_ids: list[int], lane: str) -> list[int
     """Store details of the messages that lack them; returns the ids that have them now.
 
     The tenant calls come first, outside any transaction; what they found is
-    stored in one transaction for the whole chunk.
+    stored in one transaction for the whole chunk.  A transient tenant error
+    stops the chunk: what was found so far is stored, then the error is raised.
     """
     tenant = Tenant.objects.filter(id=tenant_id).first()
     if tenant is None:
         return []
     client = client_for(tenant)
     done, found = [], {}
-    for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids):
-        def fetch(message=message) -> None:
-            if message.details_at is None:
-                found[message.id] = fetch_one(message, client)
-            if lane == ALERT and message.headers_at is None:
-                store_headers(message, client)  # a rule may match on them
+    try:
+        for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids):
+            def fetch(message=message) -> None:
+                if message.details_at is None:
+                    found[message.id] = fetch_one(message, client)
+                if lane == ALERT and message.headers_at is None:
+                    store_headers(message, client)  # a rule may match on them
 
-        if _tenant_step(tenant, message, "details_at", "details", fetch):
-            done.append(message.id)
-    save_details(found)
+            if _tenant_step(tenant, message, "details_at", "details", fetch):
+                done.append(message.id)
+    finally:
+        save_details(found)
     return done
 
 
-@routed_task("messagelog_get_details_hot", name="apps.messagelogs.tasks.messagelog_get_details_hot", **RETRIES)
-def messagelog_get_details_hot(tenant_id: int, message_ids: list[int]) -> dict:
-    return {"fetched": len(fetch_details(tenant_id, message_ids, "hot"))}
+def _details_task(task, tenant_id: int, message_ids: list[int], lane: str) -> list[int]:
+    """``fetch_details`` for a task: asked again later while the tenant is throttled or down."""
+    try:
+        return fetch_details(tenant_id, message_ids, lane)
+    except Exception as exc:
+        if not _tenant_error(exc):
+            raise
+        logger.warning("tenant %s: details of %d messages not fetched: %s", tenant_id, len(message_ids), exc)
+        _ask_again_later(task, exc)
+        return []  # catch_up_details sends them again
 
 
-@routed_task("messagelog_get_details_cold", name="apps.messagelogs.tasks.messagelog_get_details_cold", **RETRIES)
-def messagelog_get_details_cold(tenant_id: int, message_ids: list[int]) -> dict:
-    return {"fetched": len(fetch_details(tenant_id, message_ids, "cold"))}
+@routed_task("messagelog_get_details_hot", name="apps.messagelogs.tasks.messagelog_get_details_hot", bind=True,
+             **RETRIES)
+def messagelog_get_details_hot(self, tenant_id: int, message_ids: list[int]) -> dict:
+    return {"fetched": len(_details_task(self, tenant_id, message_ids, "hot"))}
+
+
+@routed_task("messagelog_get_details_cold", name="apps.messagelogs.tasks.messagelog_get_details_cold", bind=True,
+             **RETRIES)
+def messagelog_get_details_cold(self, tenant_id: int, message_ids: list[int]) -> dict:
+    return {"fetched": len(_details_task(self, tenant_id, message_ids, "cold"))}
 
 
 @routed_task("messagelog_get_details_alert", name="apps.messagelogs.tasks.messagelog_get_details_alert",
-             **RETRIES)
-def messagelog_get_details_alert(tenant_id: int, message_ids: list[int]) -> dict:
+             bind=True, **RETRIES)
+def messagelog_get_details_alert(self, tenant_id: int, message_ids: list[int]) -> dict:
     """Details first, then the rules: the alert then carries the error text."""
     from apps.alerts.tasks import evaluate_alerts
 
-    done = fetch_details(tenant_id, message_ids, ALERT)
+    done = _details_task(self, tenant_id, message_ids, ALERT)
     if done:
         send_on_commit(evaluate_alerts, tenant_id)
     return {"fetched": len(done)}
 
 
-@routed_task("messagelog_customheaders", name="apps.messagelogs.tasks.messagelog_customheaders", **RETRIES)
-def messagelog_customheaders(tenant_id: int, message_ids: list[int], headers: list[list] | None = None) -> dict:
+@routed_task("messagelog_customheaders", name="apps.messagelogs.tasks.messagelog_customheaders", bind=True,
+             **RETRIES)
+def messagelog_customheaders(self, tenant_id: int, message_ids: list[int], headers: list[list] | None = None) -> dict:
     """Store the custom headers of messages: ``headers`` as a page carried them, else one tenant call each."""
     if headers is not None:
         return {"stored": save_headers(headers)}
@@ -216,9 +264,15 @@ def messagelog_customheaders(tenant_id: int, message_ids: list[int], headers: li
         return {"stored": 0}
     client = client_for(tenant)
     stored = 0
-    for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids, headers_at=None):
-        stored += _tenant_step(tenant, message, "headers_at", "headers",
-                               lambda message=message: store_headers(message, client))
+    try:
+        for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids, headers_at=None):
+            stored += _tenant_step(tenant, message, "headers_at", "headers",
+                                   lambda message=message: store_headers(message, client))
+    except Exception as exc:
+        if not _tenant_error(exc):
+            raise
+        logger.warning("tenant %s: headers not fetched: %s", tenant.name, exc)
+        _ask_again_later(self, exc)
     return {"stored": stored}
 
 
@@ -226,13 +280,14 @@ def _tenant_step(tenant: Tenant, message: MessageLog, stamp: str, what: str, ste
     """Run one tenant call for ``message``; False when it did not happen.
 
     A message the tenant no longer knows is given up (``stamp`` set, so it is
-    not asked for again); any other tenant error is logged and left for the
-    catch-up.  Errors that are not the tenant's (database, bugs) propagate.
+    not asked for again); any other refusal is logged and left for the
+    catch-up.  Transient tenant errors (the caller asks again later) and
+    errors that are not the tenant's (database, bugs) propagate.
     """
     try:
         step()
     except Exception as exc:
-        if not _tenant_error(exc):
+        if not _tenant_error(exc) or _transient(exc):
             raise
         if _gone(exc):
             _give_up(message, stamp, exc)

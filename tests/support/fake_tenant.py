@@ -35,6 +35,8 @@ class FakeTenant:
         self.errors: dict[str, str] = {}
         self.headers: dict[str, list[dict]] = {}
         self.requests: Counter = Counter()
+        # How many of the next reads of each kind ("pages", "details") are answered 503 (Retry-After: 0).
+        self.busy: Counter = Counter()
         self.lock = threading.Lock()
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -70,6 +72,14 @@ class FakeTenant:
         with self.lock:
             self.messages[guid].update(Status=status, CustomStatus=status, LogEnd=odata_date(log_end))
 
+    def take_busy(self, kind: str) -> bool:
+        with self.lock:
+            if self.busy[kind] <= 0:
+                return False
+            self.busy[kind] -= 1
+            self.requests[f"busy {kind}"] += 1
+            return True
+
     def select(self, query: dict) -> list[dict]:
         bounds = dict((op, datetime.fromisoformat(v).replace(tzinfo=timezone.utc))
                       for op, v in LITERAL.findall(query.get("$filter", [""])[0]))
@@ -88,8 +98,10 @@ class FakeTenant:
             def log_message(self, *args) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+            def _send(self, status: int, body: bytes, kind: str = "application/json", **headers: str) -> None:
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -107,6 +119,15 @@ class FakeTenant:
                 path, query = unquote(parts.path).removeprefix("/api/v1/"), parse_qs(parts.query)
                 tenant.requests[path.split("(")[0].split("/")[-1]] += 1
                 found = re.fullmatch(r"MessageProcessingLogs\('([^']+)'\)/(.+)", path)
+                if path == "MessageProcessingLogs":
+                    kind = "pages"
+                elif found and found.group(2) == "ErrorInformation/$value":
+                    kind = "details"
+                else:
+                    kind = ""
+                if kind and tenant.take_busy(kind):
+                    return self._send(503, b'{"error": {"code": "503", "message": {"value": "busy"}}}',
+                                      Retry_After="0")
                 if path == "MessageProcessingLogs":
                     return self._logs(query)
                 if found and found.group(1) not in tenant.messages:
