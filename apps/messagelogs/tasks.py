@@ -52,7 +52,7 @@ RETRIES = dict(autoretry_for=(OperationalError, InterfaceError, httpx.TransportE
 # A tenant that stays throttled (429), failing (5xx) or unreachable past the
 # client's own retries is asked again by the task after a jittered wait that
 # doubles from TENANT_WAIT_BASE up to TENANT_WAIT_CAP, up to RETRIES' max_retries
-# times (about 8 minutes in all); after that the task records the error and the
+# times (6 to 8 minutes in all); after that the task records the error and the
 # catch-up runs (resend_lost_windows, catch_up_details) take over.
 TENANT_WAIT_BASE, TENANT_WAIT_CAP = 2.0, 300.0
 
