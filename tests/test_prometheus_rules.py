@@ -68,3 +68,11 @@ def test_every_rule_has_a_summary_and_a_runbook_in_docs_recovery():
 def test_the_rules_use_only_names_that_metrics_exports(clean_redis):
     used = set().union(*(names_in(rule["expr"]) for rule in alert_rules()))
     assert used and used <= exported_names(), used - exported_names()
+
+
+def test_every_rule_has_a_promtool_unit_test_in_which_it_fires():
+    """A rule added without a case in rules_test.yml would pass `promtool test rules` untested."""
+    cases = [case for group in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+             for case in group.get("alert_rule_test", [])]
+    fired = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    assert {rule["alert"] for rule in alert_rules()} <= fired, {rule["alert"] for rule in alert_rules()} - fired
