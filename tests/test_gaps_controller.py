@@ -745,18 +745,23 @@ def test_roles_are_reported_with_their_place_and_every_change_in_words():
          "message": f"Redis {role} ({hosts[role]}:{server.port}) is ok (was {status}): back within thresholds",
          "details": {"reasons": []}}
         for role, status in (("broker", "critical"), ("results", "warn"), ("cache", "warn"), ("channels", "warn"))]
+    assert_every_role_went_unreachable(down, server.port, hosts)
+
+
+def assert_every_role_went_unreachable(down, port: int, hosts: dict[str, str]) -> None:
+    """The broker's entry with no figures, and one unreachable change per role (the four share a server)."""
     error = down.redis[0]["error"]
     assert error.startswith("unreachable: ")
     unknown = dict.fromkeys(("used_memory", "maxmemory", "memory_percent", "no_maxmemory", "evicted_keys_delta",
                              "rejected_connections_delta", "evicted_keys", "rejected_connections",
                              "connected_clients", "maxclients", "maxmemory_policy", "uptime_seconds", "persistence",
                              "run_id", "redis_version", "last_restart_at"))
-    assert down.redis[0] == {"role": "broker", "host": "localhost", "port": server.port, "db": 0, "tls": False,
+    assert down.redis[0] == {"role": "broker", "host": "localhost", "port": port, "db": 0, "tls": False,
                              "shared_with": ["results", "cache", "channels"], "reachable": False, "error": error,
                              **unknown, "status": "critical", "reasons": [error]}
     assert roles_changed(down) == [
         {"kind": "unreachable", "subject": f"redis:{role}", "old_status": "ok", "new_status": "critical",
-         "message": f"Redis {role} ({hosts[role]}:{server.port}) is {error}", "details": {"reasons": [error]}}
+         "message": f"Redis {role} ({hosts[role]}:{port}) is {error}", "details": {"reasons": [error]}}
         for role in ("broker", "results", "cache", "channels")]
 
 

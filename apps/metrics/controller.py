@@ -247,7 +247,7 @@ class Controller:
 
     def roll_up(self, snapshot: Snapshot) -> None:
         minute = datetime.now(dt_timezone.utc).replace(second=0, microsecond=0)
-        self.effects.db(lambda: history.roll_up(minute, snapshot), False)
+        self.effects.db(lambda: history.roll_up(minute, snapshot), None)
 
     def clean_locks(self, broker: BrokerReading | None) -> None:
         """Delete locks of dead workers and forget long-silent workers, with the
@@ -260,11 +260,10 @@ class Controller:
             logger.warning("deleted lock %s: its owner is not alive (heartbeat expired or another instance)", name)
         self.effects.attempt("worker pruning", lambda: self._forget_old_workers(broker))
 
-    def _forget_old_workers(self, broker: BrokerReading) -> int:
+    def _forget_old_workers(self, broker: BrokerReading) -> None:
         """Drop heartbeat entries silent for WORKER_FORGET_SECONDS, and unreadable ones."""
         now = time.time()
         stale = [name for name, beat in broker.workers.items() if now - float(beat["ts"]) > WORKER_FORGET_SECONDS]
         stale += broker.unreadable_workers
         if stale:
             self.collector.broker_client.hdel(self.keys.workers, *stale)
-        return len(stale)

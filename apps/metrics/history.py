@@ -11,7 +11,7 @@ from apps.metrics.models import QueueSample, RedisSample
 from apps.metrics.snapshot import Snapshot
 
 
-def roll_up(minute: datetime, snapshot: Snapshot) -> bool:
+def roll_up(minute: datetime, snapshot: Snapshot) -> None:
     """Upsert ``minute``'s row per queue (its highest depth so far) and per role (its last memory)."""
     queue_rows = [QueueSample(minute=minute, queue=q["name"], depth=q["depth"],
                               oldest_age_seconds=q["oldest_age_seconds"],
@@ -27,4 +27,3 @@ def roll_up(minute: datetime, snapshot: Snapshot) -> bool:
                   for r in snapshot["redis"]]
     RedisSample.objects.bulk_create(redis_rows, update_conflicts=True, unique_fields=["minute", "role"],
                                     update_fields=["reachable", "memory_percent", "used_memory"])
-    return True
