@@ -8,7 +8,7 @@ Run by hand, never by the test suite (it asserts nothing about time):
 
 Without ``--url`` it starts a private, non-persistent redis-server on a free
 loopback port and stops it at the end.  The three readers run side by side
-in one process against the same server and the same queues (the eighteen
+in one process against the same server and the same queues (every one
 declared ones, each with ``--depth`` messages spread over its priority
 sub-queues; then again with 200 queues), interleaved round-robin so that a noisy neighbour hurts all of
 them alike.  It prints the median and p95 per read, the server-side command

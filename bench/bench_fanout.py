@@ -59,6 +59,8 @@ from bench_collect import PrivateRedis, free_port  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
+from workers.queues import QUEUE_NAMES  # noqa: E402
+
 MARK = '"collected_at": "'
 # Sockets opened at once.  Each handshake reads the session and the user
 # through one database thread (and, for the anchor, joins the group through
@@ -69,7 +71,7 @@ WAVE = 100
 
 
 def fake_snapshot(sent_at: float) -> dict:
-    """A snapshot about the size of a real one (~19 KB): 18 queues, four roles, 35 events."""
+    """A snapshot about the size of a real one (~19 KB): every declared queue, four roles, 35 events."""
     queue = {"name": "messagelog_read", "lane": "read", "group": "messagelog", "depth": 12,
              "by_priority": {"0": 12}, "oldest_age_seconds": 1.5, "consumers": 1, "processed_per_minute": 40.0,
              "processed_total": 1234, "warn": 1000, "critical": 5000, "status": "ok", "reasons": []}
@@ -79,7 +81,7 @@ def fake_snapshot(sent_at: float) -> dict:
     event = {"id": 1, "at": "2026-01-01T00:00:00+00:00", "kind": "status", "subject": "queue:ai",
              "old_status": "ok", "new_status": "warn", "message": "queue ai is warn (was ok): no consumer " * 3,
              "details": {"reasons": ["no consumer"] * 4}}
-    return {"collected_at": f"{sent_at:.6f}", "duration_ms": 2.1, "queues": [queue] * 18, "unacked": {},
+    return {"collected_at": f"{sent_at:.6f}", "duration_ms": 2.1, "queues": [queue] * len(QUEUE_NAMES), "unacked": {},
             "redis": [role] * 4, "workers": [], "thresholds": {"queue_warn": 1000}, "events": [event] * 35,
             "database": {"reachable": True, "error": None}, "controller": {"interval": 5.0}}
 

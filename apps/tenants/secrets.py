@@ -10,12 +10,13 @@ stored secrets (they must be entered again), never the message data.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
+
+from config.env import write_private
 
 KEY_FILE_NAME = "tenant-secrets.key"
 
@@ -32,16 +33,8 @@ def ensure_key_file(path: Path) -> bytes:
     """The key in ``path``, generated once with mode 0600."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
-        try:
-            os.link(tmp, path)  # fails if another process won: everyone reads the winner's key
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        # Kept if another process wrote one first: everyone reads the winner's key.
+        write_private(path, Fernet.generate_key().decode("ascii"), replace=False)
     return path.read_bytes().strip()
 
 
