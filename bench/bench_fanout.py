@@ -108,7 +108,7 @@ def session_for_superadmin(env: dict[str, str]) -> str:
 
 def start_uvicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-               "--ws", "websockets", "--lifespan", "off", "--timeout-graceful-shutdown", "10",
+               "--ws", "websockets-sansio", "--lifespan", "off", "--timeout-graceful-shutdown", "10",
                "--log-level", "warning"]
     return subprocess.Popen(command, cwd=ROOT, env=env)
 

@@ -64,7 +64,8 @@ class WebServer(Process):
     def __init__(self, **env_extra: str) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--lifespan", "off", "--log-level", "warning"]
+                   "--port", str(self.port), "--ws", "websockets-sansio", "--lifespan", "off",
+                   "--log-level", "warning"]  # the websocket implementation supervisord.conf runs
         super().__init__("uvicorn", command, subprocess_env(**env_extra))
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()
