@@ -58,13 +58,24 @@ class Process:
         stop_group(self.process, timeout=15)
 
 
-class WebServer(Process):
-    """uvicorn serving the real ASGI application on a free loopback port."""
+# The websocket implementation supervisord.conf runs uvicorn with (tests/test_boot.py
+# checks it there); uvicorn's own default ("auto") picks another one.
+PRODUCTION_WS = "websockets"
 
-    def __init__(self, **env_extra: str) -> None:
+
+class WebServer(Process):
+    """uvicorn serving the real ASGI application on a free loopback port.
+
+    ``ws`` picks uvicorn's websocket implementation: None leaves uvicorn's
+    default; the tests that hold websockets open pass :data:`PRODUCTION_WS`.
+    """
+
+    def __init__(self, ws: str | None = None, **env_extra: str) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                    "--port", str(self.port), "--lifespan", "off", "--log-level", "warning"]
+        if ws is not None:
+            command += ["--ws", ws]
         super().__init__("uvicorn", command, subprocess_env(**env_extra))
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()
