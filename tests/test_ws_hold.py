@@ -151,20 +151,27 @@ def test_a_websocket_stays_open_while_snapshots_flow_slower_than_the_layers_wait
     assert {at for at in written if first <= at <= last} <= set(hold.collected)
 
 
-def test_a_stopped_channels_redis_closes_the_socket_with_4503_and_one_warning(stack, superadmin):
+def test_a_stopped_channels_redis_closes_every_socket_with_4503_and_one_warning_each(stack, superadmin):
+    """Two pages share the web process's hub: each is closed, each logs its one line."""
     logged_before = len(stack.web_log())
     try:
-        with open_socket(stack, superadmin) as socket:
-            assert json.loads(socket.recv(timeout=RECV_TIMEOUT))["type"] == "snapshot"
+        with open_socket(stack, superadmin) as first, open_socket(stack, superadmin) as second:
+            sockets = (first, second)
+            for socket in sockets:
+                assert json.loads(socket.recv(timeout=RECV_TIMEOUT))["type"] == "snapshot"
             stack.channels.stop()
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:  # a snapshot already on its way may still arrive
-                    socket.recv(timeout=RECV_TIMEOUT)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_CHANNELS_DOWN
+            codes = []
+            for socket in sockets:
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:  # a snapshot already on its way may still arrive
+                        socket.recv(timeout=RECV_TIMEOUT)
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+        assert codes == [CLOSE_CHANNELS_DOWN] * len(sockets)
         logged = stack.web_log()[logged_before:]
         alarms = [line for line in logged.splitlines() if " WARNING " in line or " ERROR " in line]
-        assert len(alarms) == 1, logged
-        assert "WARNING apps.dashboard.consumers metrics websocket closed: channels Redis unavailable" in alarms[0]
+        assert len(alarms) == len(sockets), logged
+        for alarm in alarms:
+            assert "WARNING apps.dashboard.consumers metrics websocket closed: channels Redis unavailable" in alarm
         assert "Traceback" not in logged, logged
     finally:
         stack.channels.start()  # same port: the next test's server and controller reconnect
