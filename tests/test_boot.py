@@ -20,6 +20,7 @@ import pytest
 
 import boot
 from config import redis_layout
+from tests.test_browser_support import PRODUCTION_WS
 from workers.queues import BY_GROUP, worker_groups
 
 ROOT = Path(boot.__file__).resolve().parent
@@ -341,7 +342,7 @@ def test_supervisord_conf_defines_every_program_for_all_roles(tmp_path, monkeypa
     assert min(processes.values(), key=lambda p: p.priority).name == "redis"
     assert shlex.split(processes["web"].command)[1:] == [
         "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", "8000",
-        "--ws", "websockets-sansio", "--lifespan", "off", "--timeout-graceful-shutdown", "10",
+        "--ws", PRODUCTION_WS, "--lifespan", "off", "--timeout-graceful-shutdown", "10",
     ]
     beat = shlex.split(processes["beat"].command)
     assert beat[1:5] == ["-m", "workers.cli", "-A", "config"] and beat[5] == "beat"

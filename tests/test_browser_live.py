@@ -1,24 +1,28 @@
 """An open metrics page stays live: its one websocket outlasts every timeout in play.
 
-uvicorn and a controller that ticks a little slower than channels-redis'
-BZPOPMIN wait, so that between two snapshots the layer's wait ends empty: the
-page must keep its first websocket and its "live" indicator for several ticks.
+uvicorn (with production's websocket implementation) and a controller that
+ticks a little slower than channels-redis' BZPOPMIN wait, so that between two
+snapshots the layer's wait ends empty: the page must keep its first websocket
+and its "live" indicator for several ticks, longer than every timeout in play
+(tests/test_ws_hold.py, HOLD_SECONDS).
 """
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tests.test_browser_support import chromium  # noqa: F401  (a fixture)
-from tests.test_browser_support import Controller, WebServer, open_page, wait_for_indicator
+from tests.test_browser_support import PRODUCTION_WS, Controller, WebServer, open_page, wait_for_indicator
 from tests.test_metrics_support import wait_for
-from tests.test_ws_hold import INTERVAL
+from tests.test_ws_hold import HOLD_SECONDS, INTERVAL
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
 
-# New snapshots shown while the indicator is watched: four span three
-# intervals, longer than three of the layer's waits.
-SNAPSHOTS_SHOWN = 4
+# New snapshots shown while the indicator is watched: they span one interval
+# fewer than their number, longer than HOLD_SECONDS.
+SNAPSHOTS_SHOWN = math.ceil(HOLD_SECONDS / INTERVAL) + 1
 # Generous, for a loaded 2-core machine: a page without snapshots fails, a slow one does not.
 HOLD_TIMEOUT_MS = int((SNAPSHOTS_SHOWN + 2) * INTERVAL * 4 * 1000)
 
@@ -41,7 +45,7 @@ RECORD_PAGE = """() => {
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup):
-    server = WebServer()
+    server = WebServer(ws=PRODUCTION_WS)
     controller = Controller(interval=INTERVAL)
     yield server
     controller.stop()

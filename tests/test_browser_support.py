@@ -58,14 +58,22 @@ class Process:
         stop_group(self.process, timeout=15)
 
 
-class WebServer(Process):
-    """uvicorn serving the real ASGI application on a free loopback port."""
+# The websocket implementation supervisord.conf runs uvicorn with (tests/test_boot.py
+# checks it there), named rather than left to uvicorn's "auto", which may change.
+PRODUCTION_WS = "websockets-sansio"
 
-    def __init__(self, **env_extra: str) -> None:
+
+class WebServer(Process):
+    """uvicorn serving the real ASGI application on a free loopback port.
+
+    ``ws`` picks uvicorn's websocket implementation, by default the one
+    production runs (:data:`PRODUCTION_WS`).
+    """
+
+    def __init__(self, ws: str = PRODUCTION_WS, **env_extra: str) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--ws", "websockets-sansio", "--lifespan", "off",
-                   "--log-level", "warning"]  # the websocket implementation supervisord.conf runs
+                   "--port", str(self.port), "--ws", ws, "--lifespan", "off", "--log-level", "warning"]
         super().__init__("uvicorn", command, subprocess_env(**env_extra))
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait_ready()
