@@ -19,7 +19,9 @@ sent as Django sends them and closed after the last chunk.
 A view marked :func:`runs_on_event_loop` (it reads nothing from a database,
 a cache or the network: ``/healthz``) has the same one call made on the
 event loop itself, without the hand-over to a thread, which costs a 1-client
-request about as much as Django's chain does.  The chain on such a path does
+request about as much as Django's chain does.  :func:`runs_on_event_loop_when`
+marks a view that does no I/O for some requests only (``/api/metrics/`` for a
+bearer token while the process holds fresh snapshot bytes).  The chain on such a path does
 no I/O either: the session, the user and the messages are lazy and nothing
 reads them; a database query there would raise Django's
 ``SynchronousOnlyOperation`` (a 500) rather than stall the loop.
@@ -49,6 +51,21 @@ def runs_on_event_loop(view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
+def runs_on_event_loop_when(condition: Callable[[dict[str, Any]], bool]) -> Callable[[Callable[..., Any]], Any]:
+    """Mark a view that does no I/O for the requests whose scope ``condition`` accepts.
+
+    ``condition`` runs on the event loop for every request to the view, so it
+    must itself do no I/O; what it found may be left in the scope for the
+    view (``request.scope``).  Put the marker outermost, above decorators
+    that do not copy attributes.
+    """
+    def mark(view: Callable[..., Any]) -> Callable[..., Any]:
+        view.runs_on_event_loop = condition  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function`` on the loop's thread pool with a copy of this context.
 
@@ -66,7 +83,7 @@ class SyncChainHandler(ASGIHandler):
         # BaseHandler's, not ASGIHandler's: that one would first build the chain in async mode.
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
-        self._loop_paths: dict[tuple[str, str], bool] = {}
+        self._loop_paths: dict[tuple[str, str], bool | Callable[[dict[str, Any]], bool]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # No ThreadSensitiveContext: nothing here is thread-sensitive across
@@ -93,7 +110,12 @@ class SyncChainHandler(ASGIHandler):
             await _in_thread(self._finish, response, body_file)
 
     def _on_loop(self, scope: dict[str, Any]) -> bool:
-        """Whether ``scope``'s path resolves (by ROOT_URLCONF) to a view marked runs_on_event_loop."""
+        """Whether ``scope``'s path resolves (by ROOT_URLCONF) to a view marked runs_on_event_loop,
+        and, for a view marked with a condition, whether this request meets it."""
+        marker = self._marker(scope)
+        return marker(scope) if callable(marker) else marker
+
+    def _marker(self, scope: dict[str, Any]) -> bool | Callable[[dict[str, Any]], bool]:
         script_name = get_script_prefix(scope)
         key = (script_name, scope["path"])
         found = self._loop_paths.get(key)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
 
 from tests.conftest import PASSWORD
 from tests.test_browser_support import WebServer
+from tests.test_metrics_api import published  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
+TOKEN = "handler-token-0123456789"
+
+
 @pytest.fixture(scope="module")
 def web():
-    server = WebServer()
+    server = WebServer(METRICS_API_TOKEN=TOKEN)
     yield server
     server.stop()
 
@@ -78,13 +83,50 @@ def test_healthz_runs_its_chain_on_the_event_loop_even_for_a_signed_in_browser(w
     assert page.status_code == 200
 
 
-def test_only_a_marked_view_runs_on_the_event_loop():
+def on_loop(path: str, *headers: tuple[bytes, bytes], scope: dict | None = None) -> bool:
     from config.asgi import django_asgi_app
 
-    def on_loop(path: str) -> bool:
-        return django_asgi_app._on_loop({"type": "http", "path": path, "root_path": ""})
+    scope = {} if scope is None else scope
+    scope.update(type="http", path=path, root_path="", headers=list(headers))
+    return django_asgi_app._on_loop(scope)
 
+
+def test_only_a_marked_view_runs_on_the_event_loop():
     assert on_loop("/healthz")
     assert not on_loop("/readyz")  # it pings Redis and the database: a thread
     assert not on_loop("/api/metrics/")
     assert not on_loop("/no/such/page")
+
+
+def test_api_metrics_runs_on_the_loop_only_for_a_bearer_while_the_process_keeps_fresh_bytes():
+    from apps.metrics.views import MEMO_SCOPE_KEY, snapshot_memo
+
+    bearer, session = (b"authorization", b"Bearer some-token"), (b"cookie", b"sessionid=abc")
+    snapshot_memo.clear()
+    try:
+        assert not on_loop("/api/metrics/", bearer)  # nothing kept: the cache is read, in a thread
+        snapshot_memo._entry = (time.monotonic(), b'{"kept": 1}')
+        scope: dict = {}
+        assert on_loop("/api/metrics/", bearer, scope=scope)
+        assert scope[MEMO_SCOPE_KEY] == b'{"kept": 1}'  # the view answers these bytes, whatever happens meanwhile
+        assert not on_loop("/api/metrics/", session)  # a session is a database read
+        assert not on_loop("/api/metrics/history/", bearer)  # reads the database whatever the token
+        snapshot_memo._entry = (time.monotonic() - snapshot_memo.seconds - 0.01, b'{"kept": 1}')
+        assert not on_loop("/api/metrics/", bearer)  # run out: the cache is read again, in a thread
+    finally:
+        snapshot_memo.clear()
+
+
+def test_a_bearer_answered_from_memory_gets_the_snapshot_and_a_wrong_token_is_still_refused(web, published):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=web.url) as client:
+        first = client.get("/api/metrics/", headers=headers)  # read from the cache, kept for half a second
+        wrong = client.get("/api/metrics/", headers={"Authorization": "Bearer not-the-token"})
+        anonymous = client.get("/api/metrics/")
+        kept = [client.get("/api/metrics/", headers=headers) for _ in range(10)]
+    assert first.status_code == 200 and first.json()["collected_at"] == published["collected_at"]
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_token"
+    assert anonymous.status_code == 401
+    assert all(a.status_code == 200 and a.content == first.content for a in kept)
+    assert all(a.headers["content-type"] == "application/json" and "no-store" in a.headers["cache-control"]
+               for a in kept)
