@@ -14,6 +14,7 @@ from datetime import datetime
 
 import redis
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.faults.conftest import INTERVAL, report, wait_until
 
@@ -222,12 +223,51 @@ async def snapshot_over_a_new_socket(stack, session: str, after: str) -> str:
                 return frame["snapshot"]["collected_at"]
 
 
+class OpenPage(threading.Thread):
+    """A metrics websocket opened before the restart: it must get a snapshot
+    collected after it, or be closed (4503) so that the page reconnects;
+    never stay open and silently starved."""
+
+    def __init__(self, stack, session: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.session = stack, session
+        self.opened, self.after = threading.Event(), threading.Event()
+        self.after_iso = ""
+        self.fed_after: str | None = None
+        self.close_code: int | None = None
+
+    def run(self) -> None:
+        asyncio.run(self.watch())
+
+    async def watch(self) -> None:
+        url = f"ws://127.0.0.1:{self.stack.web_port}/ws/superadmin/metrics/"
+        headers = {"Cookie": f"sessionid={self.session}", "Origin": self.stack.url("")}
+        try:
+            async with connect(url, additional_headers=headers, open_timeout=30) as ws:
+                self.opened.set()
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 60 + 4 * INTERVAL))
+                    if (self.after.is_set() and frame["type"] == "snapshot"
+                            and frame["snapshot"]["collected_at"] > self.after_iso):
+                        self.fed_after = frame["snapshot"]["collected_at"]
+                        return
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd else 1006
+        except TimeoutError:
+            pass  # open, and nothing after the restart: starved
+
+
 def test_redis_restarted_while_tasks_flow(stack):
     session = stack.session_key()
+    page = OpenPage(stack, session)
+    page.start()
+    assert page.opened.wait(30), "the page's websocket did not open"
     sender = Sender(stack)
     sender.start()
     time.sleep(3)
     restart_wall = time.time()
+    page.after_iso = datetime.fromtimestamp(restart_wall).astimezone().isoformat()
+    page.after.set()
     output = stack.supervisorctl("restart", "redis")
     restarted, back_wall = time.monotonic(), time.time()
     time.sleep(8)
@@ -246,6 +286,7 @@ def test_redis_restarted_while_tasks_flow(stack):
     first_run_after = min((at for t, at in sender.sent.items() if at >= back_wall and t in sender.runs),
                           default=None)
     events = [e for e in stack.snapshot()["events"] if e["kind"] == "restart"]
+    page.join(60 + 4 * INTERVAL)
     report("Redis restarted while tasks flow", sent=len(sender.sent), send_failed=sender.failed,
            sent_before=len(before), lost_with_the_restart=len(lost), sent_while_restarting=len(during),
            lost_while_restarting=sum(1 for t in during if t not in sender.runs),
@@ -253,7 +294,10 @@ def test_redis_restarted_while_tasks_flow(stack):
                                                                                   if t not in sender.runs),
            repeated=sum(1 for notes in sender.runs.values() if notes.count("start") > 1),
            first_task_after_s=f"{first_run_after - restart_wall:.1f}" if first_run_after else None,
-           snapshot_on_websocket_s=f"{to_socket:.1f}", restart_events=len(events), supervisorctl=output.strip())
+           snapshot_on_websocket_s=f"{to_socket:.1f}", restart_events=len(events),
+           open_page="fed after the restart" if page.fed_after else f"closed {page.close_code}"
+           if page.close_code else "starved", supervisorctl=output.strip())
+    assert page.fed_after or page.close_code == 4503, "a page open across the restart was left without snapshots"
     assert all(t in sender.runs for t in later), "a task accepted after the restart was lost"
     assert not any(notes.count("start") > 1 for notes in sender.runs.values())
     assert events and collected > after
