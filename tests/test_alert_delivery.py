@@ -8,7 +8,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.exceptions import ValidationError
 
+from apps.alerts.models import AlertRule
 from apps.core import delivery
 from apps.metrics import tasks
 from apps.metrics.models import MetricEvent, cMetricSettings
@@ -86,3 +88,12 @@ def test_a_webhook_url_that_is_not_http_is_never_opened(tmp_path):
     assert not target.exists()
     event.refresh_from_db()
     assert event.webhook_at is None
+
+
+@pytest.mark.parametrize("url", ["ftp://alerts.example.com/hook", "FTPS://alerts.example.com/hook"])
+def test_an_alert_rule_refuses_a_webhook_that_is_not_http_for_every_writer_such_as_the_admin(url):
+    rule = AlertRule(name="failed flows", webhook_url=url)
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+    assert list(refused.value.message_dict) == ["webhook_url"]
+    AlertRule(name="failed flows", webhook_url="https://alerts.example.com/hook").full_clean()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import redis.client
 from django.core.cache import cache
 
 from config import redis_layout
 from tests.servers import free_port
 from tests.test_dashboard import redis_connects
+from tests.test_metrics_support import private_server
 from workers import cache_families, occupancy
 from workers.collect_keys import BrokerKeys
 from workers.occupancy import Budget, CachedReport, Classifier
+from workers.redis_clients import client_for
 
 BROKER, RESULTS, CACHE, CHANNELS = 0, 1, 2, 3
 
@@ -119,8 +124,6 @@ def test_the_time_budget_stops_the_walk_at_the_next_batch_and_skips_the_remainin
 def test_an_unreachable_server_is_reported_not_raised_without_waiting_past_two_seconds():
     port = free_port()
     layout = redis_layout.resolve({"REDIS_LOCAL_PORT": str(port), "REDIS_LOCAL": "false"})
-    from workers.redis_clients import client_for
-
     with redis_connects() as attempts:
         report = occupancy.report(layout=layout, client_for=lambda role: client_for(role, layout))
     (server,) = report["servers"]
@@ -128,6 +131,24 @@ def test_an_unreachable_server_is_reported_not_raised_without_waiting_past_two_s
     assert server["address"] == f"127.0.0.1:{port}"
     assert attempts.ports() == {port}
     assert attempts.worst_case_seconds() <= 2.0 and attempts.longest_read_timeout() <= 1.0
+
+
+def test_a_frozen_server_costs_one_read_timeout_not_a_second_on_a_new_connection():
+    """SIGSTOP: the pooled connection's read times out; retrying it on a fresh
+    connection (accepted by the kernel, never answered) would double the wait."""
+    with private_server() as server:
+        layout = redis_layout.resolve({"REDIS_LOCAL_PORT": str(server.port), "REDIS_LOCAL": "false"})
+        clients = {role: client_for(role, layout) for role in redis_layout.ROLES}
+        assert clients["broker"].ping()  # a pooled connection exists, as in a running web process
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with redis_connects() as attempts:
+                report = occupancy.report(layout=layout, client_for=clients.__getitem__)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+    (entry,) = report["servers"]
+    assert entry["error"] == "unreachable: TimeoutError"
+    assert list(attempts) == []  # one read timeout (1 s) bounds it: within the 1.5 s budget
 
 
 def test_the_cached_report_is_reused_until_it_is_old():

@@ -30,7 +30,10 @@ def client_for(role: str, layout: redis_layout.Layout | None = None, **overrides
         "health_check_interval": 30,
         # redis-py's default retries with backoff for seconds; these clients
         # answer "unreachable" instead, and their callers try again later.
-        "retry": Retry(NoBackoff(), 1),
+        # One retry on a broken connection (a restarted Redis), none after a
+        # read timeout: a frozen Redis accepts the new connection and never
+        # answers it either, so a retry doubled the wait (2 s for one ping).
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         **layout.ssl_kwargs(role),
         **overrides,
     }

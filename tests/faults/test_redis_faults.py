@@ -14,11 +14,13 @@ from datetime import datetime
 
 import redis
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.faults.conftest import INTERVAL, report, wait_until
 
 FREEZE_TRIES = 20
 PROMISE = 2.0  # every cache-backed read answers within this long of a frozen Redis
+OCCUPANCY = "/api/superadmin/occupancy/"
 
 
 def broker_entry(snapshot: dict | None) -> dict:
@@ -40,6 +42,14 @@ def timed_get(stack, path: str) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
+def timed_occupancy(stack, session: str) -> tuple[int, float, bool]:
+    """A fresh occupancy sample: its status, its seconds, and whether it found Redis unreachable."""
+    started = time.monotonic()
+    status, body = stack.get(f"{OCCUPANCY}?refresh=1", timeout=10, Cookie=f"sessionid={session}")
+    seconds = time.monotonic() - started
+    return status, seconds, status == 200 and not any(s["reachable"] for s in json.loads(body)["servers"])
+
+
 def a_drill_finishes(stack, timeout: float) -> float:
     token, started = uuid.uuid4().hex, time.monotonic()
     stack.send("workers.probe.drill", token, 0.0)
@@ -49,23 +59,37 @@ def a_drill_finishes(stack, timeout: float) -> float:
 
 def test_every_cache_backed_read_answers_within_two_seconds_of_a_frozen_redis(stack):
     redis_pid = stack.pid("redis")
+    session = stack.session_key()
     timings: list[tuple[str, int, float]] = []
+    # /readyz and the occupancy sample read Redis through plain redis-py clients
+    # (no cache, no breaker): each try pays one read timeout, never a second.
+    direct: list[tuple[str, int, float]] = []
+    unreachable_seen = 0
     for _ in range(FREEZE_TRIES):
         os.kill(redis_pid, signal.SIGSTOP)
         try:
             for path in ("/api/metrics/", "/metrics"):
                 status, seconds = timed_get(stack, path)
                 timings.append((path, status, seconds))
+            direct.append(("/readyz", *timed_get(stack, "/readyz")))
+            status, seconds, unreachable = timed_occupancy(stack, session)
+            direct.append((OCCUPANCY, status, seconds))
+            unreachable_seen += unreachable
         finally:
             os.kill(redis_pid, signal.SIGCONT)
         time.sleep(0.5)
     slowest = max(seconds for _, _, seconds in timings)
     paid = sum(1 for _, _, seconds in timings if seconds >= 0.5)
+    slowest_direct = {path: max(seconds for p, _, seconds in direct if p == path) for path in ("/readyz", OCCUPANCY)}
     report("frozen Redis (SIGSTOP) x20", reads=len(timings), slowest_s=f"{slowest:.2f}",
            paid_a_timeout=paid, skipped_by_breaker=len(timings) - paid,
-           statuses=sorted({status for _, status, _ in timings}))
-    assert {status for _, status, _ in timings} <= {200, 503}  # never a 500, never a hang
+           statuses=sorted({status for _, status, _ in timings + direct}),
+           slowest_readyz_s=f"{slowest_direct['/readyz']:.2f}",
+           slowest_occupancy_s=f"{slowest_direct[OCCUPANCY]:.2f}", occupancy_saw_it_unreachable=unreachable_seen)
+    assert {status for _, status, _ in timings + direct} <= {200, 503}  # never a 500, never a hang
     assert slowest < PROMISE, timings
+    assert max(slowest_direct.values()) < PROMISE, direct
+    assert unreachable_seen == FREEZE_TRIES  # each sample met the frozen Redis, not a cached report
     recovered = wait_until(lambda: timed_get(stack, "/api/metrics/")[0] == 200, timeout=30, what="the API back")
     assert recovered
 
@@ -199,12 +223,51 @@ async def snapshot_over_a_new_socket(stack, session: str, after: str) -> str:
                 return frame["snapshot"]["collected_at"]
 
 
+class OpenPage(threading.Thread):
+    """A metrics websocket opened before the restart: it must get a snapshot
+    collected after it, or be closed (4503) so that the page reconnects;
+    never stay open and silently starved."""
+
+    def __init__(self, stack, session: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.session = stack, session
+        self.opened, self.after = threading.Event(), threading.Event()
+        self.after_iso = ""
+        self.fed_after: str | None = None
+        self.close_code: int | None = None
+
+    def run(self) -> None:
+        asyncio.run(self.watch())
+
+    async def watch(self) -> None:
+        url = f"ws://127.0.0.1:{self.stack.web_port}/ws/superadmin/metrics/"
+        headers = {"Cookie": f"sessionid={self.session}", "Origin": self.stack.url("")}
+        try:
+            async with connect(url, additional_headers=headers, open_timeout=30) as ws:
+                self.opened.set()
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 60 + 4 * INTERVAL))
+                    if (self.after.is_set() and frame["type"] == "snapshot"
+                            and frame["snapshot"]["collected_at"] > self.after_iso):
+                        self.fed_after = frame["snapshot"]["collected_at"]
+                        return
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd else 1006
+        except TimeoutError:
+            pass  # open, and nothing after the restart: starved
+
+
 def test_redis_restarted_while_tasks_flow(stack):
     session = stack.session_key()
+    page = OpenPage(stack, session)
+    page.start()
+    assert page.opened.wait(30), "the page's websocket did not open"
     sender = Sender(stack)
     sender.start()
     time.sleep(3)
     restart_wall = time.time()
+    page.after_iso = datetime.fromtimestamp(restart_wall).astimezone().isoformat()
+    page.after.set()
     output = stack.supervisorctl("restart", "redis")
     restarted, back_wall = time.monotonic(), time.time()
     time.sleep(8)
@@ -223,6 +286,7 @@ def test_redis_restarted_while_tasks_flow(stack):
     first_run_after = min((at for t, at in sender.sent.items() if at >= back_wall and t in sender.runs),
                           default=None)
     events = [e for e in stack.snapshot()["events"] if e["kind"] == "restart"]
+    page.join(60 + 4 * INTERVAL)
     report("Redis restarted while tasks flow", sent=len(sender.sent), send_failed=sender.failed,
            sent_before=len(before), lost_with_the_restart=len(lost), sent_while_restarting=len(during),
            lost_while_restarting=sum(1 for t in during if t not in sender.runs),
@@ -230,7 +294,10 @@ def test_redis_restarted_while_tasks_flow(stack):
                                                                                   if t not in sender.runs),
            repeated=sum(1 for notes in sender.runs.values() if notes.count("start") > 1),
            first_task_after_s=f"{first_run_after - restart_wall:.1f}" if first_run_after else None,
-           snapshot_on_websocket_s=f"{to_socket:.1f}", restart_events=len(events), supervisorctl=output.strip())
+           snapshot_on_websocket_s=f"{to_socket:.1f}", restart_events=len(events),
+           open_page="fed after the restart" if page.fed_after else f"closed {page.close_code}"
+           if page.close_code else "starved", supervisorctl=output.strip())
+    assert page.fed_after or page.close_code == 4503, "a page open across the restart was left without snapshots"
     assert all(t in sender.runs for t in later), "a task accepted after the restart was lost"
     assert not any(notes.count("start") > 1 for notes in sender.runs.values())
     assert events and collected > after
