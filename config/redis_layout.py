@@ -82,9 +82,12 @@ CHANNELS_SOCKET_TIMEOUT = 2 * CHANNELS_BLOCKING_TIME
 CHANNELS_BACKEND = "workers.channels_layer.FlowwatchChannelLayer"
 # A group member that never left (its process died, or Redis was away when
 # its socket closed) is dropped this long after it joined; a web process with
-# open pages joins again every CHANNELS_GROUP_REFRESH seconds, so it is never dropped.
+# open pages joins again every CHANNELS_GROUP_REFRESH seconds, so it is never
+# dropped, and a restarted Redis that kept nothing (reached again on a fresh
+# connection, so no page saw an error) has it back within that time.  One
+# ZADD per web process.
 CHANNELS_GROUP_EXPIRY = 3600
-CHANNELS_GROUP_REFRESH = 900
+CHANNELS_GROUP_REFRESH = 10
 # Stable ids of the layout's warnings; they are also Django system check ids.
 E_INVALID = "flowwatch.E001"
 W_SHARED_DB = "flowwatch.W001"

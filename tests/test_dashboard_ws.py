@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -15,7 +16,7 @@ from django.test import Client
 
 from config.asgi import application
 from apps.dashboard.metrics_api import GROUP
-from config.redis_layout import CHANNELS_PREFIX, channel_layers, resolve
+from config.redis_layout import CHANNELS_GROUP_REFRESH, CHANNELS_PREFIX, channel_layers, resolve
 from tests.redis_plugin import suite_server
 from tests.test_dashboard_snapshots import make_snapshot, publish
 from tests.test_metrics_support import wait_for
@@ -242,8 +243,34 @@ def test_the_process_renews_its_group_membership_while_no_snapshot_arrives(ws_db
     pages outside the group when it comes back: the hub renews on a timer."""
     from apps.dashboard import hub
 
-    monkeypatch.setattr(hub, "CHANNELS_GROUP_REFRESH", 0.5)  # instead of 15 minutes
+    monkeypatch.setattr(hub, "CHANNELS_GROUP_REFRESH", 0.5)  # instead of 10 s
     publish(make_snapshot({"ai": 1}))
     joined, rejoined = join_times_with_no_snapshot(headers_for(superadmin), clean_redis.client(3), wait=1.5)
     assert rejoined > joined
     assert clean_redis.client(3).zcard(GROUP_KEY) == 0  # and it left when its last socket closed
+
+
+@async_to_sync
+async def frame_after_the_group_is_wiped(headers, channels_client) -> dict:
+    comm = communicator(headers)
+    assert (await comm.connect(timeout=5))[0]
+    await comm.receive_json_from(timeout=5)
+    channels_client.delete(GROUP_KEY)  # what a restarted Redis that kept nothing holds
+    deadline = time.monotonic() + CHANNELS_GROUP_REFRESH + 5
+    while not channels_client.zcard(GROUP_KEY) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await sync_to_async(publish)(make_snapshot({"ai": 7}))
+    try:
+        return await comm.receive_json_from(timeout=5)
+    finally:
+        await comm.disconnect()
+
+
+def test_an_open_page_is_fed_again_within_the_refresh_after_its_group_membership_is_lost(ws_db, superadmin,
+                                                                                         clean_redis):
+    """A Redis restarted without its data, and reached again on a fresh
+    connection, raises nothing in the hub: only the timed re-join brings
+    the process back into the group."""
+    publish(make_snapshot({"ai": 1}))
+    frame = frame_after_the_group_is_wiped(headers_for(superadmin), clean_redis.client(3))
+    assert queue_depth(frame, "ai") == 7
