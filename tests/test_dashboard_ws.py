@@ -271,6 +271,7 @@ def test_an_open_page_is_fed_again_within_the_refresh_after_its_group_membership
     """A Redis restarted without its data, and reached again on a fresh
     connection, raises nothing in the hub: only the timed re-join brings
     the process back into the group."""
+    assert CHANNELS_GROUP_REFRESH <= 30  # pages starve at most this long after such a restart
     publish(make_snapshot({"ai": 1}))
     frame = frame_after_the_group_is_wiped(headers_for(superadmin), clean_redis.client(3))
     assert queue_depth(frame, "ai") == 7
