@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from apps.core.delivery import is_webhook_url
+from apps.core.delivery import webhook_url_error
 from apps.messagelogs.models import STATUSES, MessageLog
 from apps.metrics.models import split_emails
 from apps.tenants.models import Tenant
@@ -52,9 +52,8 @@ class AlertRule(models.Model):
             errors["statuses"] = "Name at least one status, e.g. FAILED."
         elif unknown:
             errors["statuses"] = f"Unknown status {', '.join(unknown)}; the statuses are {', '.join(STATUSES)}."
-        # URLField also takes ftp://, which the delivery refuses: each alert would fail and retry.
-        if self.webhook_url and not is_webhook_url(self.webhook_url):
-            errors["webhook_url"] = "The webhook URL must start with http:// or https://."
+        if bad_url := webhook_url_error(self.webhook_url):
+            errors["webhook_url"] = bad_url
         if errors:
             raise ValidationError(errors)
         if self.header_name and not self.header_value:

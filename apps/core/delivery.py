@@ -45,6 +45,12 @@ def is_webhook_url(url: str) -> bool:
     return url.lower().startswith(WEBHOOK_SCHEMES)
 
 
+def webhook_url_error(url: str) -> str | None:
+    """The form error for a webhook URL that is not http(s): Django's URLField also takes ftp://,
+    which every delivery would refuse and retry."""
+    return None if not url or is_webhook_url(url) else "The webhook URL must start with http:// or https://."
+
+
 def post_json(url: str, payload: dict[str, Any], idempotency_key: str) -> None:
     """POST ``payload`` as JSON; anything but a 2xx answer is a URLError.
 

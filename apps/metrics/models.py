@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.utils import timezone
 
-from apps.core.delivery import is_webhook_url
+from apps.core.delivery import webhook_url_error
 from workers.queues import QUEUE_NAMES
 
 OK, WARN, CRITICAL = "ok", "warn", "critical"
@@ -104,8 +104,8 @@ class cMetricSettings(models.Model):  # noqa: N801  the name operators know it b
         bad = [address for address in split_emails(self.alert_emails or "") if not _is_email(address)]
         if bad:
             errors["alert_emails"] = f"Not an e-mail address: {', '.join(bad)}."
-        if self.alert_webhook_url and not is_webhook_url(self.alert_webhook_url):
-            errors["alert_webhook_url"] = "The webhook URL must start with http:// or https://."
+        if bad_url := webhook_url_error(self.alert_webhook_url or ""):
+            errors["alert_webhook_url"] = bad_url
         if errors:
             raise ValidationError(errors)
 
