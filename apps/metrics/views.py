@@ -49,9 +49,9 @@ class SnapshotMemo:
 
     def body(self) -> bytes | None:
         """Raises CacheUnavailable as latest_snapshot_json does."""
-        entry = self._entry
-        if entry is not None and time.monotonic() - entry[0] < self.seconds:
-            return entry[1]
+        kept = self.fresh()
+        if kept is not None:
+            return kept
         read_at = time.monotonic()
         body = latest_snapshot_json()
         self._entry = None if body is None else (read_at, body)
