@@ -9,7 +9,9 @@ Celery's own check, so they fail when the guard stops checking.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery import Celery
@@ -20,7 +22,11 @@ from kombu import Exchange, Queue
 from config.celery import app
 from workers.probe import probe
 from workers.queues import DEFAULT_QUEUE, QUEUE_NAMES
-from workers.routing import UndeclaredQueue, celery_config, destination, route_by_name, routed_task, task_routes
+from workers.handback import REPEAT_UNSAFE_HEADER
+from workers.routing import (
+    DEFAULT_VISIBILITY_TIMEOUT, EtaBeyondVisibility, UndeclaredQueue, celery_config, check_eta, destination,
+    repeat_unsafe_tasks, route_by_name, routed_task, task_routes,
+)
 
 UNDECLARED = "nobody_consumes_this"
 
@@ -190,3 +196,76 @@ def test_a_task_name_nobody_routed_has_no_route():
 def test_an_exchange_and_key_refusal_says_which_table_declares_queues():
     with pytest.raises(UndeclaredQueue, match=r"reaches no queue declared in workers/queues\.py$"):
         destination("ai", "nope", None, DEFAULT_QUEUE)
+
+
+def test_a_task_is_safe_to_repeat_unless_declared_otherwise_and_only_the_unsafe_are_stamped(fresh_app, clean_redis):
+    safe = routed_task("ai")(fresh_function())
+    unsafe = routed_task("ai", repeat_safe=False)(fresh_function())
+    assert (safe.repeat_safe, unsafe.repeat_safe) == (True, False)
+    assert unsafe.name in repeat_unsafe_tasks()
+    assert safe.name not in repeat_unsafe_tasks() and None not in repeat_unsafe_tasks()
+    fresh_app.send_task(safe.name, queue="ai")
+    fresh_app.send_task(unsafe.name, queue="ai")
+    stamped = {m["headers"]["task"]: REPEAT_UNSAFE_HEADER in m["headers"] for m in landed(clean_redis, "ai")}
+    assert stamped == {safe.name: False, unsafe.name: True}
+
+
+# -- ETAs beyond the broker's visibility timeout ----------------------------------------
+# A worker holds a message with an ETA unacknowledged until it is due; past the
+# visibility timeout kombu gives it to a second worker as well, and it runs twice.
+NOW = 1_900_000_000.0  # a fixed moment: the boundaries below are exact
+VISIBILITY = 100.0
+
+
+def at(seconds_from_now: float, zone: timezone | None = timezone.utc) -> str:
+    moment = datetime.fromtimestamp(NOW + seconds_from_now, timezone.utc)
+    return moment.replace(tzinfo=None).isoformat() if zone is None else moment.astimezone(zone).isoformat()
+
+
+def test_an_eta_up_to_the_visibility_timeout_passes_and_a_second_more_is_refused_in_words():
+    check_eta("t", None, VISIBILITY, now=NOW)  # no ETA: nothing to check
+    check_eta("t", at(VISIBILITY), VISIBILITY, now=NOW)  # exactly at the limit: kept
+    with pytest.raises(EtaBeyondVisibility) as refused:
+        check_eta("tasks.later", at(VISIBILITY + 1), VISIBILITY, now=NOW)
+    assert str(refused.value) == (
+        "task 'tasks.later': its ETA is 101 s away, beyond the broker's visibility timeout (100 s, "
+        "CELERY_VISIBILITY_TIMEOUT): a worker would hold it unacknowledged that long and it would run twice. "
+        "Use a shorter countdown, or a periodic job in beat.")
+
+
+def test_an_eta_is_measured_from_the_clock_when_no_moment_is_given():
+    check_eta("t", datetime.fromtimestamp(time.time() + VISIBILITY - 30, timezone.utc).isoformat(), VISIBILITY)
+    with pytest.raises(EtaBeyondVisibility, match="'t'"):
+        check_eta("t", datetime.fromtimestamp(time.time() + VISIBILITY + 30, timezone.utc).isoformat(), VISIBILITY)
+
+
+def test_an_eta_keeps_its_own_offset_and_one_without_a_zone_is_utc_whatever_the_machines_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30: a naive ETA read as local time would be 5.5 h off
+    time.tzset()
+    try:
+        plus_two = timezone(timedelta(hours=2))
+        check_eta("t", at(VISIBILITY, plus_two), VISIBILITY, now=NOW)
+        with pytest.raises(EtaBeyondVisibility):
+            check_eta("t", at(VISIBILITY + 1, plus_two), VISIBILITY, now=NOW)
+        check_eta("t", at(VISIBILITY, None), VISIBILITY, now=NOW)
+        with pytest.raises(EtaBeyondVisibility):
+            check_eta("t", at(VISIBILITY + 1, None), VISIBILITY, now=NOW)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_countdown_past_the_brokers_own_visibility_timeout_is_refused_at_send_and_nothing_is_written(
+        fresh_app, clean_redis):
+    fresh_app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY}
+    fresh_app.send_task("tasks.soon", queue="ai", countdown=VISIBILITY - 30)
+    with pytest.raises(EtaBeyondVisibility, match=r"^task 'tasks\.later': its ETA is 1[23]\d s away.*\(100 s,"):
+        fresh_app.send_task("tasks.later", queue="ai", countdown=VISIBILITY + 30)
+    assert [m["headers"]["task"] for m in landed(clean_redis, "ai")] == ["tasks.soon"]
+
+
+def test_without_a_visibility_timeout_set_the_limit_is_kombus_default(fresh_app, clean_redis):
+    fresh_app.send_task("tasks.soon", queue="ai", countdown=DEFAULT_VISIBILITY_TIMEOUT - 60)
+    with pytest.raises(EtaBeyondVisibility, match=f"\\({DEFAULT_VISIBILITY_TIMEOUT} s,"):
+        fresh_app.send_task("tasks.later", queue="ai", countdown=DEFAULT_VISIBILITY_TIMEOUT + 60)
+    assert len(landed(clean_redis, "ai")) == 1
