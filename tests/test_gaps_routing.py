@@ -25,7 +25,7 @@ from workers.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from workers.handback import REPEAT_UNSAFE_HEADER
 from workers.routing import (
     DEFAULT_VISIBILITY_TIMEOUT, EtaBeyondVisibility, UndeclaredQueue, celery_config, check_eta, destination,
-    repeat_unsafe_tasks, route_by_name, routed_task, task_routes,
+    repeat_unsafe_tasks, reserved_queues, route_by_name, routed_task, task_routes,
 )
 
 UNDECLARED = "nobody_consumes_this"
@@ -269,3 +269,13 @@ def test_without_a_visibility_timeout_set_the_limit_is_kombus_default(fresh_app,
     with pytest.raises(EtaBeyondVisibility, match=f"\\({DEFAULT_VISIBILITY_TIMEOUT} s,"):
         fresh_app.send_task("tasks.later", queue="ai", countdown=DEFAULT_VISIBILITY_TIMEOUT + 60)
     assert len(landed(clean_redis, "ai")) == 1
+
+
+def test_reserved_queues_are_the_declared_ones_no_task_runs_on_in_table_order():
+    used = {"tasks.a": QUEUE_NAMES[1], "tasks.b": QUEUE_NAMES[3], "tasks.c": QUEUE_NAMES[1]}
+    assert reserved_queues(used) == tuple(q for i, q in enumerate(QUEUE_NAMES) if i not in (1, 3))
+    assert reserved_queues({}) == QUEUE_NAMES
+    function = fresh_function()
+    routed_task("ai")(function)  # from now on a task of this process runs on "ai"
+    assert "ai" not in reserved_queues()
+    assert reserved_queues() == reserved_queues(task_routes())
