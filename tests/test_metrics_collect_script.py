@@ -7,9 +7,10 @@ import logging
 import time
 
 import pytest
+import redis
 
 from tests.test_metrics_support import KEYS, message, private_server
-from workers.collect import read_broker
+from workers.collect import _list_reads, read_broker
 from workers.collect_script import SHA
 from workers.queues import QUEUE_NAMES
 from workers.routing import SENT_AT_HEADER
@@ -106,3 +107,30 @@ def test_a_read_costs_no_json_parsing_on_the_client_while_the_script_runs(monkey
         client.lpush("ai", message(time.time()))
         reading = read_broker(client, KEYS, QUEUE_NAMES)
     assert reading.queues["ai"].oldest_sent_at is not None
+
+
+class FlushedRightAfterLoad(redis.Redis):
+    """A broker client whose every SCRIPT LOAD is undone at once, as if another
+    client ran SCRIPT FLUSH between the load and the read that follows it."""
+
+    loads = 0
+
+    def script_load(self, script):
+        sha = super().script_load(script)
+        self.loads += 1
+        self.script_flush()
+        return sha
+
+
+def test_a_script_flushed_between_its_load_and_the_read_is_read_without_it_once_and_not_refused(caplog):
+    with private_server() as server, caplog.at_level(logging.WARNING, logger="flowwatch.collect"):
+        client = FlushedRightAfterLoad(host="127.0.0.1", port=server.port, socket_timeout=5)
+        client.lpush("ai", message(NOW - 30))
+        reading = read_broker(client, KEYS, QUEUE_NAMES, now=NOW)
+        commands = _commands(client)
+        scripted_after = _list_reads(client).scripted
+    assert (reading.queues["ai"].depth, reading.queues["ai"].oldest_sent_at) == (1, NOW - 30)
+    assert client.loads == 1  # loaded once: a second NOSCRIPT reads list by list instead of loading again
+    assert commands["evalsha"] == 2 and commands["llen"] == 4 * len(QUEUE_NAMES)
+    assert scripted_after  # a flush is not a refusal: the next tick uses the script again
+    assert not [r for r in caplog.records if "refuses Lua scripts" in r.getMessage()]
