@@ -116,6 +116,11 @@ class Api:
         self._cache[cache_key] = (created, moment, records)
         return records
 
+    def forget(self, request: Request) -> None:
+        """Drop the result of a paged read that has served its last page: a read that
+        comes back later gets a new snapshot, as it would after CACHE_IDLE_SECONDS."""
+        self._cache.pop((request.params.get("$filter", ""), request.params.get("$orderby", "")), None)
+
     def logs(self, request: Request) -> Response:
         records = self.records(request)
         offset, size = page_window(request.params)
@@ -126,6 +131,8 @@ class Api:
         self.served_entries += len(entries)
         count = len(records) if request.params.get("$inlinecount", "").lower() == "allpages" else None
         more = offset + size < len(records) and bool(page)
+        if not more:
+            self.forget(request)
         return Response(200, odata.collection_json(entries, count, next_link(request.params, offset + size)
                                                    if more else None))
 
