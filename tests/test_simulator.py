@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -231,3 +232,26 @@ def test_a_paged_result_that_would_be_computed_anew_is_dropped_not_kept(monkeypa
     moment[0] += sim_api.CACHE_IDLE_SECONDS
     read(3)
     assert len(simulated._cache) == 1  # the idle ones went; only the new window is kept
+
+
+def test_a_paged_read_keeps_its_result_until_its_last_page_then_drops_it():
+    """Pages after the first come from the first page's snapshot; once the last page
+    is served the result is dropped at once, so finished windows do not pile up."""
+    from simulator import api as sim_api
+    from simulator.config import Options
+
+    simulated = sim_api.Api(Options(messages_per_minute=60, history_days=0.1))
+    now_ms = int(time.time() * 1000)
+    params = {"$filter": f"LogEnd ge {datetime_literal(datetime.fromtimestamp(now_ms / 1000 - 3600, timezone.utc))}",
+              "$top": "100"}
+    pages, offset = [], 0
+    while True:
+        body = json.loads(simulated.logs(sim_api.Request("GET", {**params, "$skiptoken": str(offset)},
+                                                         "http://x/api/v1", now_ms)).body)["d"]
+        pages.append(body["results"])
+        if "__next" not in body:
+            break
+        assert len(simulated._cache) == 1  # kept while pages remain
+        offset += 100
+    assert len(pages) > 2 and sum(map(len, pages)) > 200
+    assert simulated._cache == {}  # the last page dropped it
