@@ -255,3 +255,39 @@ def test_a_paged_read_keeps_its_result_until_its_last_page_then_drops_it():
         offset += 100
     assert len(pages) > 2 and sum(map(len, pages)) > 200
     assert simulated._cache == {}  # the last page dropped it
+
+
+def test_the_heap_is_trimmed_once_the_last_page_of_a_read_is_sent():
+    """After the last page, with no other paged read in progress, the simulator gives its
+    free heap back (glibc's malloc_trim): once per read, after the page went out."""
+    import asyncio
+    import base64
+
+    from simulator.app import Simulator
+    from simulator.config import Options
+
+    simulated = Simulator(Options(rate_limit=0, history_days=0.1))
+    trims: list[int] = []
+    simulated.api.trim = lambda: trims.append(len(sent))
+    sent: list[dict] = []
+    since = datetime_literal(datetime.now(timezone.utc) - timedelta(hours=1))
+    credentials = base64.b64encode(b"flowwatch-demo:flowwatch-demo-secret")
+
+    async def call(offset: int) -> dict:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        query = f"$filter=LogEnd ge {since}&$top=1000&$skiptoken={offset}".encode()
+        scope = {"type": "http", "method": "GET", "path": "/api/v1/MessageProcessingLogs", "query_string": query,
+                 "headers": [(b"authorization", b"Basic " + credentials)], "server": ("127.0.0.1", 1)}
+        await simulated(scope, receive, send)
+        return json.loads(sent[-1]["body"])["d"]
+
+    offset = 0
+    while "__next" in asyncio.run(call(offset)):
+        assert trims == []  # pages remain: the result is kept, nothing trimmed
+        offset += 1000
+    assert offset >= 1000 and trims == [len(sent)]  # once, after the last body was sent
