@@ -17,7 +17,8 @@ worker started alone with ``--pool threads`` and with ``--pool prefork``.
 With the simulator the pipeline reads its demo history from the first minute,
 so the first figure is taken while that backfill runs.  ``--after-backfill``
 keeps that figure and then waits until the backfill is done (every
-BackfillWindow has ``done_at`` and no LogPage is pending), sampling the total
+BackfillWindow has ``done_at``, no LogPage is pending and, at one moment, no
+task is queued or unacknowledged in the broker), sampling the total
 every ten seconds on the way (its peak is printed), lets the installation
 settle ``--settle`` seconds more, idle again, and measures a second time:
 the target holds for both.
@@ -108,14 +109,33 @@ def backfill_left(var_dir: Path) -> tuple[int, int] | None:
     return (open_windows, pending) if windows else None
 
 
-def wait_backfill(var_dir: Path, root_pid: int, timeout: float) -> tuple[float, float]:
-    """Wait until the backfill is done; returns (seconds waited, peak total PSS MiB sampled every 10 s)."""
+def tasks_left(redis_port: int) -> int:
+    """Tasks queued or taken and not yet acknowledged in the broker (the details of the
+    backfilled problem messages are read after their pages are stored)."""
+    import redis
+
+    from workers.collect_keys import BrokerKeys
+    from workers.queues import QUEUE_NAMES
+
+    keys, client = BrokerKeys.from_options(), redis.Redis(port=redis_port)
+    pipe = client.pipeline(transaction=False)
+    for name in QUEUE_NAMES:
+        for key in keys.sub_queues(name):
+            pipe.llen(key)
+    pipe.hlen(keys.unacked_key)
+    return sum(pipe.execute())
+
+
+def wait_backfill(var_dir: Path, redis_port: int, root_pid: int, timeout: float) -> tuple[float, float]:
+    """Wait until the backfill is done and no task is left (the beat's periodic ones come and
+    go: one moment without any is enough); returns (seconds waited, peak total PSS MiB
+    sampled every 10 s)."""
     began, peak, sampled = time.monotonic(), 0.0, 0.0
     while time.monotonic() - began < timeout:
         if time.monotonic() - sampled >= 10:
             sampled = time.monotonic()
             peak = max(peak, sum(kib for _, kib in stack_pss(root_pid).values()) / 1024)
-        if backfill_left(var_dir) == (0, 0):
+        if backfill_left(var_dir) == (0, 0) and tasks_left(redis_port) == 0:
             return time.monotonic() - began, peak
         time.sleep(1)
     raise SystemExit(f"the backfill was not done within {timeout:.0f} s: {backfill_left(var_dir)} left")
@@ -134,7 +154,7 @@ def measure_stack(args: argparse.Namespace) -> list[tuple[str, dict[str, tuple[i
         time.sleep(args.settle)
         found = [(f"{args.settle:.0f} s after every worker's heartbeat", stack_pss(process.pid))]
         if args.after_backfill:
-            seconds, peak = wait_backfill(var_dir, process.pid, args.backfill_timeout)
+            seconds, peak = wait_backfill(var_dir, int(env["REDIS_LOCAL_PORT"]), process.pid, args.backfill_timeout)
             time.sleep(args.settle)
             found.append((f"backfill done {seconds:.0f} s later (peak sampled {peak:.1f} MiB), "
                           f"then {args.settle:.0f} s idle", stack_pss(process.pid)))
