@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import worker_init
 
 import workers.heartbeat  # noqa: F401  worker signals: heartbeats, instance ids, processed counters
+import workers.trim  # noqa: F401  worker signals: the heap goes back to the system once a process is idle
 from workers.routing import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

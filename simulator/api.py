@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import time
 from typing import Any, Callable, NamedTuple
@@ -20,6 +22,16 @@ CACHE_IDLE_SECONDS = 10.0
 CACHE_MAX_AGE_SECONDS = 60.0
 CACHE_RECORDS = 400_000           # kept records in all cached results together (memory bound)
 JSON = "application/json; charset=utf-8"
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``: the heap's free pages go back to the system (a no-op elsewhere)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
 
 
 class Request(NamedTuple):
@@ -53,6 +65,8 @@ class Api:
         self.timeline = Timeline(options.seed, options.messages_per_minute, options.failure_ratio)
         self.history_ms = int(options.history_days * 86_400_000)
         self.served_entries = 0
+        self.trim = _malloc_trim()
+        self.trim_due = False         # a paged read ended and no other is in progress
         self._cache: dict[tuple[str, str], tuple[float, float, list[Record]]] = {}
         self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
             (re.compile(pattern + "$"), handler) for pattern, handler in (
@@ -116,6 +130,21 @@ class Api:
         self._cache[cache_key] = (created, moment, records)
         return records
 
+    def forget(self, request: Request) -> None:
+        """Drop the result of a paged read that has served its last page: a read that
+        comes back later gets a new snapshot, as it would after CACHE_IDLE_SECONDS.
+        With no other read in progress, the freed heap is due to go back to the
+        system once the last page is sent (app.Simulator calls trim_if_due)."""
+        self._cache.pop((request.params.get("$filter", ""), request.params.get("$orderby", "")), None)
+        self.trim_due = not self._cache
+
+    def trim_if_due(self) -> None:
+        """glibc's malloc_trim, once per paged read that ended with no other in progress:
+        under a millisecond, and the simulator stays near its size at start."""
+        if self.trim_due:
+            self.trim_due = False
+            self.trim()
+
     def logs(self, request: Request) -> Response:
         records = self.records(request)
         offset, size = page_window(request.params)
@@ -126,6 +155,8 @@ class Api:
         self.served_entries += len(entries)
         count = len(records) if request.params.get("$inlinecount", "").lower() == "allpages" else None
         more = offset + size < len(records) and bool(page)
+        if not more:
+            self.forget(request)
         return Response(200, odata.collection_json(entries, count, next_link(request.params, offset + size)
                                                    if more else None))
 

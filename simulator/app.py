@@ -55,6 +55,8 @@ class Simulator:
         headers += [(name.encode(), value.encode()) for name, value in response.headers]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        del response  # the page's body is freed before the heap is trimmed
+        self.api.trim_if_due()
 
     def respond(self, scope: Scope, body: bytes) -> Response:
         path, method = scope["path"], scope["method"]

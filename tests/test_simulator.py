@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -231,3 +232,62 @@ def test_a_paged_result_that_would_be_computed_anew_is_dropped_not_kept(monkeypa
     moment[0] += sim_api.CACHE_IDLE_SECONDS
     read(3)
     assert len(simulated._cache) == 1  # the idle ones went; only the new window is kept
+
+
+def test_a_paged_read_keeps_its_result_until_its_last_page_then_drops_it():
+    """Pages after the first come from the first page's snapshot; once the last page
+    is served the result is dropped at once, so finished windows do not pile up."""
+    from simulator import api as sim_api
+    from simulator.config import Options
+
+    simulated = sim_api.Api(Options(messages_per_minute=60, history_days=0.1))
+    now_ms = int(time.time() * 1000)
+    params = {"$filter": f"LogEnd ge {datetime_literal(datetime.fromtimestamp(now_ms / 1000 - 3600, timezone.utc))}",
+              "$top": "100"}
+    pages, offset = [], 0
+    while True:
+        body = json.loads(simulated.logs(sim_api.Request("GET", {**params, "$skiptoken": str(offset)},
+                                                         "http://x/api/v1", now_ms)).body)["d"]
+        pages.append(body["results"])
+        if "__next" not in body:
+            break
+        assert len(simulated._cache) == 1  # kept while pages remain
+        offset += 100
+    assert len(pages) > 2 and sum(map(len, pages)) > 200
+    assert simulated._cache == {}  # the last page dropped it
+
+
+def test_the_heap_is_trimmed_once_the_last_page_of_a_read_is_sent():
+    """After the last page, with no other paged read in progress, the simulator gives its
+    free heap back (glibc's malloc_trim): once per read, after the page went out."""
+    import asyncio
+    import base64
+
+    from simulator.app import Simulator
+    from simulator.config import Options
+
+    simulated = Simulator(Options(rate_limit=0, history_days=0.1))
+    trims: list[int] = []
+    simulated.api.trim = lambda: trims.append(len(sent))
+    sent: list[dict] = []
+    since = datetime_literal(datetime.now(timezone.utc) - timedelta(hours=1))
+    credentials = base64.b64encode(b"flowwatch-demo:flowwatch-demo-secret")
+
+    async def call(offset: int) -> dict:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        query = f"$filter=LogEnd ge {since}&$top=1000&$skiptoken={offset}".encode()
+        scope = {"type": "http", "method": "GET", "path": "/api/v1/MessageProcessingLogs", "query_string": query,
+                 "headers": [(b"authorization", b"Basic " + credentials)], "server": ("127.0.0.1", 1)}
+        await simulated(scope, receive, send)
+        return json.loads(sent[-1]["body"])["d"]
+
+    offset = 0
+    while "__next" in asyncio.run(call(offset)):
+        assert trims == []  # pages remain: the result is kept, nothing trimmed
+        offset += 1000
+    assert offset >= 1000 and trims == [len(sent)]  # once, after the last body was sent
