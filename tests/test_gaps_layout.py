@@ -6,8 +6,8 @@ import ssl
 
 import pytest
 
-from config.redis_layout import (ROLES, W_TLS_INSECURE, LayoutError, channel_layers, mask_url, parse_port,
-                                 parse_role_url, redact, resolve)
+from config.redis_layout import (CHANNELS_GROUP_EXPIRY, ROLES, W_TLS_INSECURE, LayoutError, channel_layers,
+                                 local_url, mask_url, parse_port, parse_role_url, redact, resolve)
 
 TLS_REMEDY = "TLS is configured by REDIS_CA_CERTS and REDIS_TLS_INSECURE (docs/configuration.md)"
 
@@ -205,3 +205,86 @@ def test_servers_group_the_roles_by_server_with_loopback_names_folded():
                       "CHANNELS_REDIS_URL": "redis://127.0.0.1:6390/3"})
     assert layout.servers() == {("127.0.0.1", 6390): ["broker", "results", "channels"],
                                 ("redis.example.com", 6379): ["cache"]}
+
+
+# -- the bundled Redis' password (REDIS_LOCAL_PASSWORD or REDIS_LOCAL_PASSWORD_FILE) ----
+LOCAL_PASSWORD = "local-Secret_1.~"
+
+
+def local_layout(**env: str):
+    return resolve({"REDIS_LOCAL": "true", "REDIS_LOCAL_PORT": "6390", **env})
+
+
+def local_urls(auth: str = "") -> dict[str, str]:
+    """The bundled Redis' URLs on port 6390, ``auth`` being ":password@" or nothing."""
+    return {"broker": f"redis://{auth}localhost:6390/0", "results": f"redis://{auth}localhost:6390/1",
+            "cache": f"redis://{auth}localhost:6390/2", "channels": f"redis://{auth}127.0.0.1:6390/3"}
+
+
+def test_the_local_password_is_in_every_local_role_url_and_kept_on_the_layout():
+    layout = local_layout(REDIS_LOCAL_PASSWORD=f"  {LOCAL_PASSWORD} ")
+    assert layout.problems == [] and layout.local_password == LOCAL_PASSWORD
+    assert {role: layout.url(role) for role in ROLES} == local_urls(f":{LOCAL_PASSWORD}@")
+    assert {role: local_url(role, 6390, LOCAL_PASSWORD) for role in ROLES} == local_urls(f":{LOCAL_PASSWORD}@")
+
+
+def test_without_a_local_password_the_local_urls_carry_none():
+    layout = local_layout()
+    assert layout.local_password == ""
+    assert {role: layout.url(role) for role in ROLES} == local_urls()
+    assert {role: local_url(role, 6390) for role in ROLES} == local_urls()
+
+
+def test_the_password_file_is_read_trimmed_and_wins_over_the_variable(tmp_path):
+    secret = tmp_path / "redis-password"
+    secret.write_text(f"{LOCAL_PASSWORD}\n")
+    layout = local_layout(REDIS_LOCAL_PASSWORD_FILE=f" {secret} ", REDIS_LOCAL_PASSWORD="other-password-2")
+    assert layout.problems == [] and layout.local_password == LOCAL_PASSWORD
+    assert layout.url("broker") == local_urls(f":{LOCAL_PASSWORD}@")["broker"]
+
+
+def test_an_unreadable_password_file_is_one_problem_naming_the_file_and_the_urls_carry_no_password(tmp_path):
+    missing = tmp_path / "nowhere"
+    layout = local_layout(REDIS_LOCAL_PASSWORD_FILE=str(missing), REDIS_LOCAL_PASSWORD=LOCAL_PASSWORD)
+    assert layout.problems == [f"REDIS_LOCAL_PASSWORD_FILE={str(missing)!r} cannot be read (No such file or directory)"]
+    assert layout.local_password == "" and layout.url("broker") == local_urls()["broker"]
+
+
+@pytest.mark.parametrize("password, accepted", [
+    ("a" * 7, False), ("a" * 8, True), ("a" * 512, True), ("a" * 513, False), ("pass word1", False),
+    ("pass:word1", False), ("Az09._~-x", True),
+])
+def test_a_local_password_is_8_to_512_url_safe_characters_and_a_refusal_never_shows_it(password, accepted, tmp_path):
+    by_variable = local_layout(REDIS_LOCAL_PASSWORD=password)
+    secret = tmp_path / "secret"
+    secret.write_text(password)
+    by_file = local_layout(REDIS_LOCAL_PASSWORD_FILE=str(secret))
+    if accepted:
+        assert by_variable.problems == by_file.problems == []
+        return
+    rule = ": the password must be 8-512 letters, digits or -._~ (it is not shown)"
+    assert by_variable.problems == ["REDIS_LOCAL_PASSWORD" + rule]
+    assert by_file.problems == ["REDIS_LOCAL_PASSWORD_FILE" + rule]
+    assert by_variable.local_password == by_file.local_password == ""
+
+
+def test_a_role_whose_url_is_refused_falls_back_to_the_local_url_with_the_local_password():
+    layout = resolve({"CELERY_BROKER_URL": "http://broker:6379/0", "REDIS_LOCAL_PASSWORD": LOCAL_PASSWORD,
+                      "REDIS_LOCAL_PORT": "6390"})
+    assert layout.problems and "broker" not in layout.roles
+    assert layout.url("broker") == local_urls(f":{LOCAL_PASSWORD}@")["broker"]
+
+
+def test_the_channel_layer_keeps_group_members_for_the_declared_expiry():
+    assert channel_layers(resolve({}))["default"]["CONFIG"]["group_expiry"] == CHANNELS_GROUP_EXPIRY
+
+
+def test_a_url_with_a_space_is_refused_naming_its_variable():
+    assert problem_of(REDIS_CACHE_URL="redis://h:6379/1 ").startswith("REDIS_CACHE_URL: leading or trailing")
+    assert problem_of(REDIS_CACHE_URL="redis://h 1:6379/1").startswith("REDIS_CACHE_URL: 'redis://h 1:6379/1' holds")
+
+
+def test_an_unknown_scheme_is_named_as_written():
+    assert "unknown scheme 'http' in" in problem_of(REDIS_CACHE_URL="http://h:6379/1")
+    assert "unknown scheme 'REDIS' in" in problem_of(REDIS_CACHE_URL="REDIS://h:6379/1")
+    assert "unknown scheme '(none)' in" in problem_of(REDIS_CACHE_URL="//h:6379/1")
