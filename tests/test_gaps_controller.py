@@ -53,7 +53,7 @@ def test_a_leader_whose_lock_expired_and_was_taken_stops_acting(clean_redis):
 
 
 @pytest.mark.django_db
-def test_a_standby_does_not_act_while_the_broker_is_down():
+def test_a_standby_does_not_act_while_the_broker_is_down_and_the_leader_does():
     with private_server() as server:
         leader, standby = controllers(2, layout=layout_for(server.port), transport_options={})
         try:
@@ -63,6 +63,9 @@ def test_a_standby_does_not_act_while_the_broker_is_down():
             assert standby.tick() is False
             assert standby.tick() is False
             assert standby.last_snapshot is None
+            before = leader.last_snapshot
+            assert leader.tick() is True  # the leader it saw keeps acting: somebody must report the outage
+            assert leader.last_snapshot is not before
         finally:
             close(leader, standby)
 
