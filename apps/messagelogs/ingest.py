@@ -133,43 +133,25 @@ def process_page(page_id: int) -> Upserted | None:
 
 
 INSERTED = ("guid", *UPDATED_FIELDS, "error_text", "first_seen_at", "updated_at")
-INSERT_BATCH = 500  # rows per INSERT: 6500 parameters, under every supported database's limit
 
 
-def _insert_values(tenant_id: int, rows: list[dict]) -> list[tuple]:
-    adapt = connection.ops.adapt_datetimefield_value
-    now = adapt(timezone.now())
-    return [(tenant_id, r["guid"], *(adapt(r[n]) if n in ("log_start", "log_end") else r[n] for n in UPDATED_FIELDS),
-             "", now, now) for r in rows]
-
-
-def insert_new(tenant_id: int, rows: list[dict]) -> dict[str, int] | None:
-    """INSERT the rows, skipping any (tenant, guid) stored meanwhile; returns {guid: id} of those inserted.
+def insert_new(tenant_id: int, rows: list[dict]) -> None:
+    """INSERT the rows, skipping any (tenant, guid) stored meanwhile, in one executemany.
 
     What bulk_create(ignore_conflicts=True) does, without building each row's
-    SQL in Python: that was half the time of storing a page.  Multi-row
-    INSERTs with RETURNING give the new ids, so the rows need not be read
-    back (that SELECT was a third of the upsert); None where the database
-    cannot return them (SQLite before 3.35): one executemany, read back by
-    the caller.
+    SQL in Python: that was half the time of storing a page.
     """
     if not rows:
-        return {}
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
     columns = ", ".join(("tenant_id", *INSERTED))
-    marks = "(" + ", ".join(["%s"] * (len(INSERTED) + 1)) + ")"
-    values = _insert_values(tenant_id, rows)
-    table = MessageLog._meta.db_table
+    marks = ", ".join(["%s"] * (len(INSERTED) + 1))
+    values = [(tenant_id, r["guid"], *(adapt(r[n]) if n in ("log_start", "log_end") else r[n] for n in UPDATED_FIELDS),
+               "", now, now) for r in rows]
     with connection.cursor() as cursor:
-        if not connection.features.can_return_rows_from_bulk_insert:
-            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES {marks} ON CONFLICT DO NOTHING", values)
-            return None
-        inserted: dict[str, int] = {}
-        for at in range(0, len(values), INSERT_BATCH):
-            batch = values[at:at + INSERT_BATCH]
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join([marks] * len(batch))} "
-                           "ON CONFLICT DO NOTHING RETURNING guid, id", [v for row in batch for v in row])
-            inserted.update(cursor.fetchall())
-    return inserted
+        cursor.executemany(f"INSERT INTO {MessageLog._meta.db_table} ({columns}) VALUES ({marks}) "
+                           "ON CONFLICT DO NOTHING", values)
 
 
 def _stored(tenant_id: int, guids: list[str]) -> dict[str, Known]:
@@ -204,13 +186,8 @@ def upsert(tenant_id: int, rows: list[dict]) -> Upserted:
     fresh = [g for g in guids if g not in known]
     fresh_set = set(fresh)
     if fresh:
-        inserted = insert_new(tenant_id, [r for r in rows if r["guid"] in fresh_set])
-        if inserted is None:
-            known.update(_stored(tenant_id, fresh))
-        else:  # what was inserted is what the page says; the rest is compared as stored
-            known.update((r["guid"], Known(inserted[r["guid"]], r["status"], r["log_end"]))
-                         for r in rows if r["guid"] in inserted)
-            known.update(_stored(tenant_id, [g for g in fresh if g not in inserted]))
+        insert_new(tenant_id, [r for r in rows if r["guid"] in fresh_set])
+        known.update(_stored(tenant_id, fresh))
     created, changed = [], []
     for row in rows:
         message = known[row["guid"]]
