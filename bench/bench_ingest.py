@@ -4,6 +4,7 @@ Run by hand, never by the test suite (it asserts nothing about time):
 
     .venv/bin/python bench/bench_ingest.py [--messages 100000] [--rate 1000] [--follow 30]
                                            [--concurrency 2] [--pool group] [--window 600]
+                                           [--profile DIR]
 
 It starts, each on a free loopback port and in a temporary VAR_DIR (SQLite):
 a private redis-server, ``python -m simulator`` holding about ``--messages``
@@ -13,12 +14,16 @@ runs it, unless ``--pool`` says otherwise; ``--concurrency`` threads or processe
 ``celery beat``; then registers the simulator as a tenant, so the first beat
 tick onboards it. It prints
 
+* tick     — how long after its start beat's first tick came (its start-up and
+  one interval of periodic_run, 15 s: not counted; the tick is when
+  periodic_run claims the tenant, its ``last_poll_at``);
 * backfill — messages stored / seconds from the first tick until every
   backfill window is read and every staged page stored;
 * details  — seconds until every FAILED, ESCALATED and RETRY message has its
   error text and attachments;
-* ingest   — messages stored / seconds until the details are complete too:
-  the pipeline's rate for the whole job;
+* ingest   — messages stored / seconds from the first tick until the details
+  are complete too: the pipeline's rate for the whole job (and, in brackets,
+  counted from beat's start, as the script did before it read the tick);
 * serving  — the anchor: the simulator's own rate for the same work read raw
   by a bare httpx client (the same backfill windows with the same $filter,
   $orderby, $top and $expand, plus the two detail calls per problem message),
@@ -30,6 +35,12 @@ tick onboards it. It prints
   traffic, beside the simulator's live rate;
 * CPU seconds per process (simulator, each worker group, beat, Redis) until
   the details were complete and over the whole run: where the time went.
+
+With ``--profile DIR``, py-spy (``PY_SPY``, else ``py-spy`` on the PATH)
+samples the simulator and every worker group from their start until the
+details are complete, without pausing them (``--nonblocking``), and leaves
+one collapsed-stack file per process in DIR (``worker-cold.txt`` ...; open
+them in speedscope, or sum them with ``bench/profile_summary.py``).
 """
 
 from __future__ import annotations
@@ -92,6 +103,7 @@ class Stack:
         self.redis = RedisServer()
         self.sim_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
+        self.profilers: list[subprocess.Popen] = []
         self.history_days = args.messages / args.rate / 1440
 
     def pool(self, group: str) -> str:
@@ -122,6 +134,8 @@ class Stack:
                                            "-c", str(self.args.concurrency),
                                            "--without-mingle", "--without-gossip", "-l", "WARNING"])
         self.wait_for_simulator()
+        if self.args.profile:
+            self.start_profilers(Path(self.args.profile))
         base = f"http://127.0.0.1:{self.sim_port}"
         subprocess.run([sys.executable, "manage.py", "shell", "-c", CREATE_TENANT.format(
             url=f"{base}/api/v1", token=f"{base}/oauth/token", user=USER, password=PASSWORD,
@@ -129,6 +143,26 @@ class Stack:
         time.sleep(5)  # the workers connect before the first tick
         self.spawn("beat", [sys.executable, "-m", "workers.cli", "-A", "config", "beat", "-l", "WARNING",
                             "-s", str(self.var / "beat-schedule")])
+
+    def start_profilers(self, folder: Path) -> None:
+        """py-spy on the simulator and every worker (and their children), until stop_profilers."""
+        folder.mkdir(parents=True, exist_ok=True)
+        py_spy = os.environ.get("PY_SPY", "py-spy")
+        for name, process in self.processes.items():
+            self.profilers.append(subprocess.Popen(
+                [py_spy, "record", "--subprocesses", "--rate", "100", "--format", "raw",
+                 "-p", str(process.pid), "-o", str(folder / f"{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=(folder / f"{name}.py-spy.log").open("wb")))
+
+    def stop_profilers(self) -> None:
+        for profiler in self.profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for profiler in self.profilers:
+            try:
+                profiler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        self.profilers = []
 
     def wait_for_simulator(self) -> None:
         for _ in range(200):
@@ -147,6 +181,7 @@ class Stack:
             return db.execute(sql).fetchall()
 
     def stop(self) -> None:
+        self.stop_profilers()
         for process in self.processes.values():
             stop_group(process, timeout=30)
         self.redis.close()
@@ -159,6 +194,15 @@ def wait(condition, timeout: float, label: str) -> float:
             return time.monotonic() - started
         time.sleep(0.5)
     raise RuntimeError(f"{label} not reached within {timeout} s")
+
+
+def first_tick(stack: Stack) -> float:
+    """time.monotonic() of beat's first tick: when periodic_run claimed the tenant (its last_poll_at)."""
+    wait(lambda: stack.query("SELECT count(*) FROM tenants_tenant WHERE last_poll_at IS NOT NULL") > 0, 120,
+         "the first tick")
+    claimed = datetime.fromisoformat(stack.rows("SELECT min(last_poll_at) FROM tenants_tenant")[0][0])
+    ago = time.time() - claimed.replace(tzinfo=claimed.tzinfo or timezone.utc).timestamp()
+    return time.monotonic() - ago
 
 
 def _token_headers(client: httpx.Client, base: str) -> dict[str, str]:
@@ -253,7 +297,10 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
     print(f"workers   {pools}; concurrency {args.concurrency}; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
     stack.start()
-    ticked = time.monotonic()
+    beat_started = time.monotonic()
+    ticked = first_tick(stack)
+    print(f"tick      beat's first tick {ticked - beat_started:.1f} s after it started (beat's start-up and its "
+          "first interval: not counted)")
     wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow") > 0, 120, "onboarding")
     wait(lambda: stack.query("SELECT count(*) FROM tenants_backfillwindow WHERE done_at IS NULL") == 0
          and stack.query("SELECT count(*) FROM messagelogs_logpage WHERE error = ''") == 0, 1800, "backfill")
@@ -268,9 +315,11 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
           f"({headers} messages have their custom headers)")
     ingest_seconds = backfill_seconds + details
     cpu = {name: tree_cpu(process.pid) for name, process in stack.processes.items()}
+    stack.stop_profilers()
     ingest = backfilled / ingest_seconds
     print(f"ingest    {ingest:.0f} messages/s: {backfilled} messages stored with the details of the problem ones "
-          f"in {ingest_seconds:.1f} s")
+          f"in {ingest_seconds:.1f} s ({backfilled / (ingest_seconds + ticked - beat_started):.0f}/s counted "
+          "from beat's start instead of its first tick)")
     # The anchor right away: on a shared machine, the nearer in time the two sides, the likelier the same load.
     same = SameWork(stack, args.concurrency)
     seconds = same.run()
@@ -304,6 +353,7 @@ def main() -> None:
     parser.add_argument("--pool", choices=("group", "threads", "prefork"), default="group",
                         help="Celery pool of every worker: 'group' runs each group's own, as supervisor does")
     parser.add_argument("--window", type=int, default=600, help="MESSAGELOG_BACKFILL_WINDOW_SECONDS")
+    parser.add_argument("--profile", metavar="DIR", help="record each worker and the simulator with py-spy into DIR")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     # A TERM (a timeout, Ctrl-C from a wrapper) still stops every process started here.

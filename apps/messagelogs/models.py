@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 
 from apps.tenants.models import Tenant
+from apps.tenants.odata import json_dumps, json_loads
 
 STATUSES = ("COMPLETED", "PROCESSING", "RETRY", "ESCALATED", "FAILED", "CANCELLED", "DISCARDED", "ABANDONED")
 # Messages whose error text and attachments are fetched.
 PROBLEM_STATUSES = frozenset({"FAILED", "ESCALATED", "RETRY"})
 HOT, COLD = "hot", "cold"
+
+
+class FastEncoder(json.JSONEncoder):
+    """JSONField's encoder hook, through orjson: staging a page was a tenth of the cold worker's time."""
+
+    def encode(self, o) -> str:
+        return json_dumps(o)
+
+
+class FastDecoder(json.JSONDecoder):
+    """JSONField's decoder hook, through orjson: the same values as the standard library."""
+
+    def decode(self, s, _w=None):
+        return json_loads(s)
 
 
 class LogPage(models.Model):
@@ -23,7 +40,7 @@ class LogPage(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     lane = models.CharField(max_length=4, choices=[(HOT, HOT), (COLD, COLD)])
-    entries = models.JSONField()
+    entries = models.JSONField(encoder=FastEncoder, decoder=FastDecoder)
     created_at = models.DateTimeField(auto_now_add=True)
     error = models.TextField(blank=True)  # set when the page cannot be stored; it stays for inspection
 

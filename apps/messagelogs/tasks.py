@@ -203,7 +203,9 @@ def fetch_details(tenant_id: int, message_ids: list[int], lane: str) -> list[int
     client = client_for(tenant)
     done, found = [], {}
     try:
-        for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids):
+        # Only what the calls need: loading every column of 50 messages cost a tenth of the tenant calls.
+        for message in MessageLog.objects.filter(tenant_id=tenant_id, id__in=message_ids).only(
+                "id", "tenant_id", "guid", "details_at", "headers_at"):
             def fetch(message=message) -> None:
                 if message.details_at is None:
                     found[message.id] = fetch_one(message, client)

@@ -5,12 +5,37 @@ Plain Python (no Django), shared by the tenant client and its callers.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ODATA_DATE = re.compile(r"/Date\((-?\d{1,15})(?:[+-]\d{4})?\)/")
+
+
+def json_loads(data: bytes | str) -> Any:
+    """JSON text -> Python values, decoded by orjson (several times faster than the standard library).
+
+    What orjson refuses and the standard library reads (integers beyond 64 bits,
+    NaN, lone surrogates) is read by the standard library: the same values as
+    ``json.loads``, or its ValueError.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def json_dumps(value: Any) -> str:
+    """Python values -> compact JSON text, by orjson; by the standard library (ASCII-escaped)
+    what orjson refuses: integers beyond 64 bits, lone surrogates."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 class TenantError(Exception):
