@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import re
 import time
 from typing import Any, Callable, NamedTuple
@@ -14,6 +12,7 @@ from simulator.config import Options
 from simulator.flows import FLOW_INDEX, FLOWS, PACKAGE_INDEX
 from simulator.messages import Record, Timeline, visible
 from simulator.query import QueryError, select
+from workers.heap import glibc_malloc_trim
 
 PAGE_SIZE = 1000
 # A paged read is served from one sorted result (a snapshot, like a database cursor)
@@ -22,16 +21,6 @@ CACHE_IDLE_SECONDS = 10.0
 CACHE_MAX_AGE_SECONDS = 60.0
 CACHE_RECORDS = 400_000           # kept records in all cached results together (memory bound)
 JSON = "application/json; charset=utf-8"
-
-
-def _malloc_trim() -> Callable[[], object]:
-    """glibc's ``malloc_trim(0)``: the heap's free pages go back to the system (a no-op elsewhere)."""
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
 
 
 class Request(NamedTuple):
@@ -65,7 +54,7 @@ class Api:
         self.timeline = Timeline(options.seed, options.messages_per_minute, options.failure_ratio)
         self.history_ms = int(options.history_days * 86_400_000)
         self.served_entries = 0
-        self.trim = _malloc_trim()
+        self.trim = glibc_malloc_trim() or (lambda: None)
         self.trim_due = False         # a paged read ended and no other is in progress
         self._cache: dict[tuple[str, str], tuple[float, float, list[Record]]] = {}
         self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [

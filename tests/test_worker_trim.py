@@ -11,7 +11,8 @@ import sys
 import time
 
 from tests.conftest import ROOT, subprocess_env
-from workers.trim import IdleTrim, glibc_malloc_trim
+from workers.heap import glibc_malloc_trim
+from workers.trim import IdleTrim
 
 
 class Clock:

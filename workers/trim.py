@@ -17,8 +17,6 @@ process that first finishes a task, never before a fork).  Without glibc
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -27,22 +25,13 @@ from typing import Callable
 
 from celery.signals import task_postrun, task_prerun
 
+from workers.heap import glibc_malloc_trim
+
 logger = logging.getLogger("flowwatch.trim")
 
 # Seconds without a running task before the heap is trimmed: a burst of tasks
 # trims once, after its last task.
 TRIM_DELAY = 1.0
-
-
-def glibc_malloc_trim() -> Callable[[], object] | None:
-    """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
 
 
 class IdleTrim:
