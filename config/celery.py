@@ -1,6 +1,7 @@
 """The Celery app: settings come from Django's CELERY_* names."""
 
 import gc
+import logging.config
 import os
 import sys
 
@@ -24,13 +25,25 @@ os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 # expects (httpx/__init__.py falls back to a stub `main`).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
 
-app = Celery("flowwatch", amqp="workers.routing:GuardedAMQP")
+# Beat, started through workers.cli, only sends the schedule's tasks by name:
+# their routes come from the queue table, not from the task modules.  It runs
+# without Celery's Django fixup (which calls django.setup() to import every
+# app's models) and without the task modules: about 20 MiB less
+# (docs/performance.md, "Memory").
+BEAT_ONLY = os.environ.get("FW_BEAT_ONLY") == "1"
+
+app = Celery("flowwatch", amqp="workers.routing:GuardedAMQP", fixups=[] if BEAT_ONLY else None)
 # Only the CELERY_* settings, so that inspect conf/report show no other secret.
 app.config_from_object("config.celery_settings:SETTINGS")
 # Queues and routes are derived from the queue table (workers/queues.py).
 app.conf.update(celery_config())
-app.autodiscover_tasks(["workers"], related_name="probe")
-app.autodiscover_tasks()
+if BEAT_ONLY:
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)  # what django.setup() would have done: the same log lines
+else:
+    app.autodiscover_tasks(["workers"], related_name="probe")
+    app.autodiscover_tasks()
 
 
 @worker_init.connect

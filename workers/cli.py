@@ -13,16 +13,36 @@ private memory in each of them (docs/performance.md, "Memory"):
 
 supervisord runs beat and every worker program through it.  Operators keep
 ``python -m celery`` for everything else (inspect, purge, ``amqp repl``).
+
+It also tells the app when it runs beat (``FW_BEAT_ONLY=1`` in its own
+environment): beat only sends the schedule's tasks, by name, so
+``config/celery.py`` then leaves out Django's app registry and the task
+modules, about 20 MiB of the process.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
 import types
 from typing import Any, Callable
 
 PLUGIN_GROUP = "celery.commands"
+BEAT_ONLY = "FW_BEAT_ONLY"  # read by config/celery.py
+# Celery's options before the sub-command that take a value (``-A config``).
+VALUE_OPTIONS = frozenset(("-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"))
+
+
+def subcommand(argv: list[str]) -> str | None:
+    """The sub-command of a ``celery`` command line (``beat`` in ``-A config beat -l info``)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _without_repl() -> None:
@@ -57,6 +77,8 @@ def main() -> None:
 
     if "multi" not in sys.argv:
         maybe_patch_concurrency()
+    if subcommand(sys.argv[1:]) == "beat":
+        os.environ[BEAT_ONLY] = "1"
     sys.exit(celery_group()(prog_name="celery", auto_envvar_prefix="CELERY"))
 
 
