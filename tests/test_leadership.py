@@ -43,11 +43,26 @@ def test_only_a_vanished_process_of_this_host_counts_as_a_dead_owner():
     assert not local_owner_dead(f"{here}:")
 
 
+DEFAULT_SIGNALS_THEN_SLEEP = """
+import signal, time
+for number in signal.valid_signals():
+    try:
+        signal.signal(number, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
 def test_asking_whether_a_live_local_owner_is_dead_sends_it_no_signal():
     # Another controller on this host, of the same user: os.kill(pid, 0) only asks.
+    # The child restores every signal's default action (a run under nohup
+    # inherits SIGHUP ignored) and says when it has, so any signal ends it.
     here = socket.gethostname()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    child = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGNALS_THEN_SLEEP], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"
         assert not local_owner_dead(f"{here}:{child.pid}")
     finally:
         child.terminate()
