@@ -63,8 +63,8 @@ GROUPS: tuple[WorkerGroup, ...] = (
     WorkerGroup("cold", "threads", "the same for backfill"),
     WorkerGroup("alert", "threads", "alert details, notifications and beat fan-outs: waiting on HTTP and SMTP"),
     WorkerGroup("enrich", "threads", "correlations, headers, payloads: small reads and writes"),
-    WorkerGroup("background", "prefork", "statistics, archives, AI and downloads: CPU work and memory that "
-                "should run in parallel and be handed back by a process that ends"),
+    WorkerGroup("background", "threads", "statistics, archives and downloads: SQLite aggregates, gzip and "
+                "HTTP, which let go of the GIL while they work"),
 )
 POOLS = ("threads", "prefork")
 BY_GROUP: dict[str, WorkerGroup] = {g.name: g for g in GROUPS}
