@@ -90,3 +90,68 @@ def test_the_trim_is_glibcs_and_runs():
     trim = glibc_malloc_trim()
     assert trim is not None  # the supported platforms run on glibc
     assert trim() in (0, 1)
+
+
+class Page:
+    """Stands for a page held in a reference cycle (a caught exception's traceback)."""
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+
+def test_the_trim_collects_cyclic_garbage_first_then_trims():
+    import gc
+    import weakref
+
+    from workers.trim import collect_and_trim
+
+    trimmed: list[bool] = []
+    page = Page()
+    gone = weakref.ref(page)
+    enabled = gc.isenabled()
+    gc.disable()  # no automatic pass may collect it for the trim
+    try:
+        del page
+        assert gone() is not None  # garbage, but alive until a collection
+        collect_and_trim(lambda: trimmed.append(gone() is None))()
+    finally:
+        if enabled:
+            gc.enable()
+    assert gone() is None and trimmed == [True]  # collected, and before the heap was trimmed
+    collect_and_trim(None)()  # without glibc: only the collection
+
+
+IDLE_COLLECT_PROBE = """
+import gc, sys, time, weakref
+import config.celery
+from celery import Celery
+from workers import trim
+
+class Page:
+    def __init__(self):
+        self.cycle = self
+
+app = Celery("trim-probe", set_as_current=False)
+app.conf.task_always_eager = True
+kept = []
+
+@app.task
+def read_a_page():
+    page = Page()
+    kept.append(weakref.ref(page))
+
+gc.disable()  # only the idle trim may collect
+read_a_page.delay()
+before = kept[0]() is not None
+deadline = time.monotonic() + 30
+while trim.IDLE_TRIM.trims == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(before, trim.IDLE_TRIM.trims, kept[0]() is None)
+"""
+
+
+def test_a_worker_idle_for_the_delay_collects_what_its_tasks_left_in_cycles():
+    done = subprocess.run([sys.executable, "-c", IDLE_COLLECT_PROBE], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "1", "True"]  # garbage after the task; one idle trim; collected

@@ -1,22 +1,30 @@
 """Give a worker process's free heap back to the system once it is idle.
 
 A task that reads or stores a page of a thousand log entries builds tens of
-megabytes of short-lived objects; when they are freed, glibc keeps the space
-in its heap for the next allocation, so the process stays at its high-water
-mark while it has nothing to do.  ``malloc_trim(0)`` returns every free page
-of the heap to the system.  It walks the heap (a millisecond or more on a
-large one), so it does not run after every task: :class:`IdleTrim` runs it in
-a thread of its own once the process has finished its last task and run none
-for :data:`TRIM_DELAY` seconds.  A task only notes when it starts and ends.
+megabytes of short-lived objects.  Some of them are not freed when the task
+ends: an exception caught on the way (a tenant's 429 that sends the task back
+with ``retry``) keeps its traceback, whose frames still hold the page being
+read, in a reference cycle that only the collector's full pass frees; in an
+idle process no allocation ever triggers that pass, so such a page (about
+8 MiB) stayed for good.  And what is freed stays in glibc's heap for the next
+allocation, so the process stays at its high-water mark while it has nothing
+to do.  Once the process is idle, :class:`IdleTrim` therefore runs a full
+``gc.collect()`` and then ``malloc_trim(0)``, which returns every free page
+of the heap to the system.  Both walk the heap (a few milliseconds: what the
+worker imported is frozen out of the collector's reach, config/celery.py),
+so they do not run after every task but in a thread of their own, once the
+process has finished its last task and run none for :data:`TRIM_DELAY`
+seconds.  A task only notes when it starts and ends.
 
 Connected by the Celery app (config/celery.py) in every worker process: the
 threads pool's one process and each prefork child (the thread starts in the
 process that first finishes a task, never before a fork).  Without glibc
-(``malloc_trim`` missing) it does nothing.  docs/performance.md, "Memory".
+(``malloc_trim`` missing) it only collects.  docs/performance.md, "Memory".
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -96,7 +104,15 @@ class IdleTrim:
             self.trim_now()
 
 
-IDLE_TRIM = IdleTrim(glibc_malloc_trim())
+def collect_and_trim(malloc_trim: Callable[[], object] | None) -> Callable[[], object]:
+    """A full collection (cyclic garbage), then the heap's free pages back to the system."""
+    def trim() -> object:
+        gc.collect()
+        return malloc_trim() if malloc_trim is not None else None
+    return trim
+
+
+IDLE_TRIM = IdleTrim(collect_and_trim(glibc_malloc_trim()))
 
 
 @task_prerun.connect
