@@ -26,7 +26,7 @@ tick onboards it. It prints
   counted from beat's start, as the script did before it read the tick);
 * serving  — the anchor: the simulator's own rate for the same work read raw
   by a bare httpx client (the same backfill windows with the same $filter,
-  $orderby, $top and $expand, plus the two detail calls per problem message),
+  $orderby, $top, $expand and $select, plus the two detail calls per problem message),
   on ``--concurrency`` threads with a kept connection each, storing nothing;
   and ``ratio``, ingest / serving;
 * pages    — the simulator's raw rate for the list pages alone (one
@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from apps.tenants.client import _key, _query, datetime_literal  # noqa: E402  (plain Python, no Django)
+from apps.tenants.odata import LOG_FIELDS  # noqa: E402  (what apps.messagelogs.reading asks for: $select)
 from tests.servers import RedisServer, free_port, stop_group  # noqa: E402
 from workers.queues import BY_GROUP, worker_groups  # noqa: E402
 
@@ -228,8 +229,8 @@ def pages_only_rate(stack: Stack) -> tuple[int, float]:
 class SameWork:
     """The simulator's serving rate for the work the pipeline asked of it, read raw.
 
-    The backfill windows the pipeline read (its $filter, $orderby, $top and
-    $expand, newest window first, following __next), then for every problem
+    The backfill windows the pipeline read (its $filter, $orderby, $top,
+    $expand and $select, newest window first, following __next), then for every problem
     message the calls the details lanes make (error text and attachments),
     50 messages a job as the details tasks take them.  ``concurrency``
     threads, each with one kept connection, as the cold worker's threads;
@@ -254,7 +255,7 @@ class SameWork:
     def window(self, start: str, end: str) -> None:
         client, headers = self.client()
         params = {"$filter": f"LogEnd ge {literal(start)} and LogEnd lt {literal(end)}", "$orderby": "LogEnd",
-                  "$top": "1000", "$format": "json", "$expand": EXPAND}
+                  "$top": "1000", "$format": "json", "$expand": EXPAND, "$select": ",".join(LOG_FIELDS)}
         url = httpx.URL(f"{self.base}/api/v1/MessageProcessingLogs?{_query(params)}")
         while url:
             body = json.loads(client.get(url, headers=headers).content)["d"]

@@ -139,8 +139,14 @@ class Api:
         offset, size = page_window(request.params)
         page = records[offset:offset + size]
         expand = "CustomHeaderProperties" in request.params.get("$expand", "")
+        selected = selection(request.params)
         root = odata.json_text(request.root)
-        entries = [self._log_json(record, request.root, root, expand) for record in page]
+        if selected is None:
+            entries = [self._log_json(record, request.root, root, expand) for record in page]
+        else:
+            entries = [odata.log_json_selected(self.timeline, record, root, selected,
+                                               odata.headers_json(record.message, root) if expand else None)
+                       for record in page]
         self.served_entries += len(entries)
         count = len(records) if request.params.get("$inlinecount", "").lower() == "allpages" else None
         more = offset + size < len(records) and bool(page)
@@ -280,6 +286,18 @@ def header_entries(record: Record, root: str) -> list[dict[str, Any]]:
                                           "CustomHeaderProperty"),
              "Id": f"{guid}-{n}", "Name": name, "Value": value}
             for n, (name, value) in enumerate(odata.custom_headers(record.message))]
+
+
+def selection(params: dict[str, str]) -> tuple[str, ...] | None:
+    """The properties ``$select`` names, in order (None: all of them); QueryError names one that is unknown."""
+    raw = params.get("$select", "").strip()
+    if not raw or raw == "*":
+        return None
+    names = tuple(name.strip() for name in raw.split(","))
+    for name in names:
+        if name not in odata.LOG_PROPERTIES:
+            raise QueryError(f"Invalid $select {raw!r}: {name!r} is not a property of MessageProcessingLog")
+    return tuple(dict.fromkeys(names))
 
 
 def _whole(params: dict[str, str], name: str, default: int) -> int:

@@ -35,23 +35,30 @@ def deferred(uri: str) -> dict[str, dict[str, str]]:
     return {"__deferred": {"uri": uri}}
 
 
-def _flow_fragments() -> list[str]:
-    """Per iFlow, the JSON of its constant fields, rendered once."""
-    fragments = []
+def _flow_fields() -> list[dict[str, str]]:
+    """Per iFlow, the JSON of each of its constant fields, rendered once."""
+    found = []
     for flow in FLOWS:
         package = PACKAGE_INDEX[flow.package_id]
         artifact = {"__metadata": {"type": NAMESPACE + "IntegrationArtifact"}, "Id": flow.id, "Name": flow.name,
                     "Type": "INTEGRATION_FLOW", "PackageId": package.id, "PackageName": package.name}
-        fragments.append(
-            f'"ApplicationMessageType":{json.dumps("ORDERS05" if flow.package_id == "OrderToCash" else None)},'
-            f'"Sender":{json.dumps(flow.sender)},"Receiver":{json.dumps(flow.receiver)},'
-            f'"IntegrationFlowName":{json.dumps(flow.id)},'
-            f'"IntegrationArtifact":{json.dumps(artifact, separators=(",", ":"))}')
-    return fragments
+        found.append({"ApplicationMessageType": json.dumps("ORDERS05" if flow.package_id == "OrderToCash" else None),
+                      "Sender": json.dumps(flow.sender), "Receiver": json.dumps(flow.receiver),
+                      "IntegrationFlowName": json.dumps(flow.id),
+                      "IntegrationArtifact": json.dumps(artifact, separators=(",", ":"))})
+    return found
 
 
-_FLOW_JSON = _flow_fragments()
+_FLOW_FIELDS = _flow_fields()
+# Per iFlow, its constant fields as one fragment of log_json's template.
+_FLOW_JSON = [",".join(f'"{name}":{value}' for name, value in fields.items()) for fields in _FLOW_FIELDS]
 _LOG_TYPE = NAMESPACE + "MessageProcessingLog"
+# A log entry's properties in the order log_json renders them: what $select may name.
+LOG_PROPERTIES = ("MessageGuid", "CorrelationId", "ApplicationMessageId", "PredecessorMessageGuid", "LogStart",
+                  "LogEnd", "ApplicationMessageType", "Sender", "Receiver", "IntegrationFlowName",
+                  "IntegrationArtifact", "Status", "CustomStatus", "LogLevel", "AlternateWebLink", "ArchivingStatus",
+                  "TransactionId", "PreviousComponentName", "LocalComponentName", "OriginComponentName",
+                  *LOG_NAVIGATION)
 
 
 def log_json(timeline: Timeline, record: Record, root: str, headers: str | None = None) -> str:
@@ -74,6 +81,45 @@ def log_json(timeline: Timeline, record: Record, root: str, headers: str | None 
             f'"TransactionId":"{message.digest[:16].hex()}","PreviousComponentName":"CPI_SIM",'
             f'"LocalComponentName":"CPI_SIM","OriginComponentName":"CPI_SIM",'
             f'"CustomHeaderProperties":{custom},{nav}}}')
+
+
+def log_json_selected(timeline: Timeline, record: Record, root: str, selected: tuple[str, ...],
+                      headers: str | None = None) -> str:
+    """Like log_json, with only the ``selected`` properties (``$select``), in their order, and __metadata."""
+    message = record.message
+    guid, status = message.guid, record.status
+    uri = f"{root}/MessageProcessingLogs('{guid}')"
+    flow = _FLOW_FIELDS[message.flow]
+    values = {
+        "MessageGuid": lambda: f'"{guid}"',
+        "CorrelationId": lambda: f'"{timeline.correlation_id(message)}"',
+        "ApplicationMessageId": lambda: f'"{application_message_id(message.index)}"',
+        "PredecessorMessageGuid": lambda: "null",
+        "LogStart": lambda: f'"/Date({message.start})/"',
+        "LogEnd": lambda: f'"/Date({record.end})/"',
+        "Status": lambda: f'"{status}"',
+        "CustomStatus": lambda: f'"{status}"',
+        "LogLevel": lambda: '"INFO"',
+        "AlternateWebLink": lambda: (f'"{root.rsplit("/api/v1", 1)[0]}/itspaces/shell/monitoring/MessageDetails/'
+                                     f'%7B%22messageGuid%22:%22{guid}%22%7D"'),
+        "ArchivingStatus": lambda: '"NOT_RELEVANT"',
+        "TransactionId": lambda: f'"{message.digest[:16].hex()}"',
+        "PreviousComponentName": lambda: '"CPI_SIM"',
+        "LocalComponentName": lambda: '"CPI_SIM"',
+        "OriginComponentName": lambda: '"CPI_SIM"',
+    }
+
+    def value(name: str) -> str:
+        if name in values:
+            return values[name]()
+        if name in LOG_NAVIGATION:
+            if name == "CustomHeaderProperties" and headers is not None:
+                return headers
+            return f'{{"__deferred":{{"uri":"{uri}/{name}"}}}}'
+        return flow[name]
+
+    members = "".join(f',"{name}":{value(name)}' for name in selected)
+    return f'{{"__metadata":{{"id":"{uri}","uri":"{uri}","type":"{_LOG_TYPE}"}}{members}}}'
 
 
 def json_text(value: str) -> str:

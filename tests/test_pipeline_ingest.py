@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.messagelogs.models import MessageLog
+from apps.messagelogs.reading import STAGED_FIELDS
 from apps.tenants.models import BackfillWindow, Tenant
 from tests.pipeline_support import fake_tenant, history, pipeline_worker, poll_now, tenant_row  # noqa: F401
 from tests.test_metrics_support import wait_for
@@ -32,6 +33,7 @@ def test_first_start_backfills_the_history_then_follows_new_messages(clean_redis
     wait_for(lambda: stored() == 1230, timeout=60, interval=0.5)
     assert set(MessageLog.objects.filter(guid__startswith="new-").values_list("status", flat=True)) == {"COMPLETED"}
     assert fake_tenant.client_secret not in pipeline_worker.log.read_text()
+    assert fake_tenant.selects == {",".join(STAGED_FIELDS)}  # hot and cold reads ask only for what is read
 
 
 @pytest.mark.django_db(transaction=True)

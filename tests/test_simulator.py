@@ -291,3 +291,30 @@ def test_the_heap_is_trimmed_once_the_last_page_of_a_read_is_sent():
         assert trims == []  # pages remain: the result is kept, nothing trimmed
         offset += 1000
     assert offset >= 1000 and trims == [len(sent)]  # once, after the last body was sent
+
+
+def test_select_sends_only_the_named_properties_with_the_values_of_the_whole_entry(simulator):
+    span = window(30)
+    whole = get(simulator, "MessageProcessingLogs",
+                **{"$filter": span, "$expand": "CustomHeaderProperties", "$top": "5"}).json()["d"]
+    names = "LogEnd,MessageGuid,IntegrationArtifact,CustomHeaderProperties,ArchivingStatus,Runs,AlternateWebLink"
+    chosen = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$expand": "CustomHeaderProperties",
+                                                          "$top": "5", "$select": names}).json()["d"]
+    assert len(chosen["results"]) == len(whole["results"]) == 5
+    for full, part in zip(whole["results"], chosen["results"]):
+        assert list(part) == ["__metadata", *names.split(",")]  # the named ones, in their order
+        assert all(part[name] == full[name] for name in part)  # each as the whole entry has it
+    assert "$select=" in chosen["__next"]  # the next page is asked the same way
+    again = get(simulator, "MessageProcessingLogs", **{"$filter": span, "$top": "5", "$select": "*"}).json()["d"]
+    assert list(again["results"][0]) == list(whole["results"][0])  # * is everything
+    deferred = get(simulator, "MessageProcessingLogs",
+                   **{"$filter": span, "$top": "1", "$select": "CustomHeaderProperties"}).json()["d"]["results"][0]
+    assert set(deferred["CustomHeaderProperties"]) == {"__deferred"}  # not expanded: deferred
+
+
+@pytest.mark.parametrize("names, problem", [("Status,Bogus", "'Bogus'"), ("Status,", "''"), ("status", "'status'")])
+def test_a_select_naming_no_property_gets_a_400_naming_it(simulator, names, problem):
+    answer = get(simulator, "MessageProcessingLogs", **{"$filter": window(5), "$select": names})
+    assert answer.status_code == 400
+    text = answer.json()["error"]["message"]["value"]
+    assert problem in text and "not a property of MessageProcessingLog" in text

@@ -192,3 +192,17 @@ def test_packages_artifacts_and_a_real_zip_download(simulator):
     assert "META-INF/MANIFEST.MF" in zipfile.ZipFile(BytesIO(content)).namelist()
     assert read_only.value.status == 400 and "read-only" in read_only.value.message
     assert {r["Status"] for r in runtime} == {"STARTED", "ERROR"}
+
+
+def test_pages_read_with_the_fields_flowwatch_reads_carry_only_those_and_parse_the_same(simulator):
+    from apps.messagelogs.reading import EXPAND, STAGED_FIELDS
+
+    start, end = stable_window(minutes=15)
+    with TenantClient(simulator.config()) as client:
+        whole = [e for page in client.message_logs(start, end, expand=EXPAND, page_size=50) for e in page.entries]
+        chosen = [e for page in client.message_logs(start, end, expand=EXPAND, page_size=50, select=STAGED_FIELDS)
+                  for e in page.entries]
+    assert len(chosen) == len(whole) > 50  # every page, following __next with the same $select
+    assert {tuple(e) for e in chosen} == {("__metadata", *STAGED_FIELDS)}
+    assert [parse_log(e) for e in chosen] == [parse_log(e) for e in whole]  # nothing processing reads is lost
+    assert [e["CustomHeaderProperties"] for e in chosen] == [e["CustomHeaderProperties"] for e in whole]

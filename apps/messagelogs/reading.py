@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.core.dispatch import send_on_commit
 from apps.messagelogs.models import COLD, HOT, LogPage
-from apps.tenants.odata import OPTIONAL_TEXT
+from apps.tenants.odata import LOG_FIELDS
 from apps.tenants.models import BackfillWindow, Tenant
 
 logger = logging.getLogger("flowwatch.messagelogs")
@@ -32,10 +32,9 @@ def _seconds(name: str) -> timedelta:
     return timedelta(seconds=getattr(settings, name))
 
 
-# The fields of an entry that processing reads (apps.tenants.odata.parse_log and the
-# expanded headers); the rest (metadata, deferred links, component names) is not staged.
-STAGED_FIELDS = ("MessageGuid", "IntegrationFlowName", "Status", "LogStart", "LogEnd", *OPTIONAL_TEXT.values(),
-                 "IntegrationArtifact", "CustomHeaderProperties")
+# Reads ask for only the fields processing reads ($select): a smaller page to receive
+# and to parse (docs/pipeline.md); from a tenant that ignores $select, slim() keeps only them.
+STAGED_FIELDS = LOG_FIELDS
 EXPAND = "CustomHeaderProperties"  # headers come with the page: no call per message for them
 
 
@@ -80,7 +79,7 @@ def page_log_end(entries: list[dict]) -> datetime | None:
 def read_pages(client, start: datetime, end: datetime, on_page: Callable[[list[dict]], None]) -> tuple[int, int]:
     """Hand every page of [start, end) to ``on_page``; returns (pages, entries)."""
     pages = entries = 0
-    for page in client.message_logs(start, end, expand=EXPAND):
+    for page in client.message_logs(start, end, expand=EXPAND, select=STAGED_FIELDS):
         if page.entries:
             on_page(page.entries)
         pages += 1

@@ -101,6 +101,10 @@ OPTIONAL_TEXT = {
     "alternate_web_link": "AlternateWebLink",
     "archiving_status": "ArchivingStatus",
 }
+# The fields of a log entry that Flowwatch reads (parse_log and the expanded headers);
+# the rest (metadata, deferred links, component names) is neither asked for nor staged.
+LOG_FIELDS = ("MessageGuid", "IntegrationFlowName", "Status", "LogStart", "LogEnd", *OPTIONAL_TEXT.values(),
+              "IntegrationArtifact", "CustomHeaderProperties")
 
 
 def _fail(problem: str, entry: Any, tenant: str, path: str) -> TenantResponseError:

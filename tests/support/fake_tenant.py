@@ -35,6 +35,7 @@ class FakeTenant:
         self.errors: dict[str, str] = {}
         self.headers: dict[str, list[dict]] = {}
         self.requests: Counter = Counter()
+        self.selects: set[str] = set()  # the $select of every page read (this tenant sends all fields anyway)
         # How many of the next reads of each kind ("pages", "details") are answered 503 (Retry-After: 0).
         self.busy: Counter = Counter()
         self.lock = threading.Lock()
@@ -153,6 +154,7 @@ class FakeTenant:
                     rest["$skiptoken"] = str(skip + tenant.page_size)
                     body["__next"] = f"MessageProcessingLogs?{urlencode(rest, quote_via=quote)}"
                 tenant.requests["pages"] += 1
+                tenant.selects.add(query.get("$select", [""])[0])
                 self._send(200, json.dumps({"d": body}).encode())
 
         return Handler
