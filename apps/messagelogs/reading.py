@@ -84,6 +84,7 @@ def read_pages(client, start: datetime, end: datetime, on_page: Callable[[list[d
             on_page(page.entries)
         pages += 1
         entries += len(page.entries)
+        del page  # not held while the next page is read (Client.message_logs)
     return pages, entries
 
 

@@ -159,9 +159,10 @@ class TenantClient:
             page = self.get_page(url)
             if page.entries or received == 0:
                 yield page
-            received += len(page.entries)
-            url = page.next_url
-            if url is None and page.entries and len(page.entries) == page_size:
+            count, url = len(page.entries), page.next_url
+            del page  # not held while the next page is read: one page of objects at a time, not two
+            received += count
+            if url is None and count == page_size:
                 url = str(self._url("MessageProcessingLogs", {**params, "$skip": str(received)}))
 
     def get_page(self, url: str) -> Page:
