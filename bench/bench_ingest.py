@@ -326,8 +326,9 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
     seconds = same.run()
     serving = same.entries / seconds
     print(f"serving   {serving:.0f} messages/s: the simulator's rate for the same work read raw "
-          f"({len(same.windows)} windows, {same.entries} entries with $expand={EXPAND}, {same.calls} detail calls for "
-          f"{len(same.guids)} problem messages, {args.concurrency} threads) in {seconds:.1f} s")
+          f"({len(same.windows)} windows, {same.entries} entries with $expand={EXPAND} and $select, "
+          f"{same.calls} detail calls for {len(same.guids)} problem messages, {args.concurrency} threads) "
+          f"in {seconds:.1f} s")
     print(f"ratio     ingest / serving = {ingest / serving:.2f}")
     entries, seconds = pages_only_rate(stack)
     print(f"pages     {entries / seconds:.0f} messages/s: the simulator's raw rate for the list pages only "

@@ -29,7 +29,7 @@ FAMILIES: tuple[Family, ...] = tuple(
         ("messagelog_process_batch", "hot", "hot", "parse and upsert one page of logs"),
         ("messagelog_process_batch_cold", "cold", "cold", "the same for backfill pages"),
         ("messagelog_get_details_hot", "hot", "hot", "error text and attachments of recent failed messages"),
-        ("messagelog_get_details_cold", "cold", "cold", "the same for backfilled messages"),
+        ("messagelog_get_details_cold", "cold", "background", "the same for backfilled messages"),
         ("messagelog_get_details_alert", "alert", "alert", "details for messages that matched an alert rule"),
         ("messagelog_correlations", "enrich", "enrich", "link messages sharing a correlation id"),
         ("messagelog_customheaders", "enrich", "enrich", "store custom header properties"),
@@ -63,8 +63,9 @@ GROUPS: tuple[WorkerGroup, ...] = (
     WorkerGroup("cold", "threads", "the same for backfill"),
     WorkerGroup("alert", "threads", "alert details, notifications and beat fan-outs: waiting on HTTP and SMTP"),
     WorkerGroup("enrich", "threads", "correlations, headers, payloads: small reads and writes"),
-    WorkerGroup("background", "threads", "statistics, archives and downloads: SQLite aggregates, gzip and "
-                "HTTP, which let go of the GIL while they work"),
+    WorkerGroup("background", "threads", "the backfill's details, statistics, archives and downloads: HTTP, "
+                "SQLite aggregates and gzip, which let go of the GIL while they work, on the core "
+                "that worker-cold leaves free"),
 )
 POOLS = ("threads", "prefork")
 BY_GROUP: dict[str, WorkerGroup] = {g.name: g for g in GROUPS}
