@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from apps.tenants.client import _key, _query, datetime_literal  # noqa: E402  (plain Python, no Django)
-from apps.tenants.odata import LOG_FIELDS  # noqa: E402  (what apps.messagelogs.reading asks for: $select)
+from apps.tenants.odata import LOG_FIELDS, LOG_PAGE_SIZE  # noqa: E402  (what apps.messagelogs.reading asks for)
 from tests.servers import RedisServer, free_port, stop_group  # noqa: E402
 from workers.queues import BY_GROUP, worker_groups  # noqa: E402
 
@@ -255,7 +255,7 @@ class SameWork:
     def window(self, start: str, end: str) -> None:
         client, headers = self.client()
         params = {"$filter": f"LogEnd ge {literal(start)} and LogEnd lt {literal(end)}", "$orderby": "LogEnd",
-                  "$top": "1000", "$format": "json", "$expand": EXPAND, "$select": ",".join(LOG_FIELDS)}
+                  "$top": str(LOG_PAGE_SIZE), "$format": "json", "$expand": EXPAND, "$select": ",".join(LOG_FIELDS)}
         url = httpx.URL(f"{self.base}/api/v1/MessageProcessingLogs?{_query(params)}")
         while url:
             body = json.loads(client.get(url, headers=headers).content)["d"]

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.messagelogs.models import MessageLog
 from apps.messagelogs.reading import STAGED_FIELDS
+from apps.tenants.odata import LOG_PAGE_SIZE
 from apps.tenants.models import BackfillWindow, Tenant
 from tests.pipeline_support import fake_tenant, history, pipeline_worker, poll_now, tenant_row  # noqa: F401
 from tests.test_metrics_support import wait_for
@@ -34,6 +35,7 @@ def test_first_start_backfills_the_history_then_follows_new_messages(clean_redis
     assert set(MessageLog.objects.filter(guid__startswith="new-").values_list("status", flat=True)) == {"COMPLETED"}
     assert fake_tenant.client_secret not in pipeline_worker.log.read_text()
     assert fake_tenant.selects == {",".join(STAGED_FIELDS)}  # hot and cold reads ask only for what is read
+    assert fake_tenant.tops == {str(LOG_PAGE_SIZE)}  # and for pages of LOG_PAGE_SIZE
 
 
 @pytest.mark.django_db(transaction=True)

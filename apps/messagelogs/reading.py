@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.core.dispatch import send_on_commit
 from apps.messagelogs.models import COLD, HOT, LogPage
-from apps.tenants.odata import LOG_FIELDS
+from apps.tenants.odata import LOG_FIELDS, LOG_PAGE_SIZE
 from apps.tenants.models import BackfillWindow, Tenant
 
 logger = logging.getLogger("flowwatch.messagelogs")
@@ -79,7 +79,7 @@ def page_log_end(entries: list[dict]) -> datetime | None:
 def read_pages(client, start: datetime, end: datetime, on_page: Callable[[list[dict]], None]) -> tuple[int, int]:
     """Hand every page of [start, end) to ``on_page``; returns (pages, entries)."""
     pages = entries = 0
-    for page in client.message_logs(start, end, expand=EXPAND, select=STAGED_FIELDS):
+    for page in client.message_logs(start, end, expand=EXPAND, select=STAGED_FIELDS, page_size=LOG_PAGE_SIZE):
         if page.entries:
             on_page(page.entries)
         pages += 1

@@ -105,6 +105,9 @@ OPTIONAL_TEXT = {
 # the rest (metadata, deferred links, component names) is neither asked for nor staged.
 LOG_FIELDS = ("MessageGuid", "IntegrationFlowName", "Status", "LogStart", "LogEnd", *OPTIONAL_TEXT.values(),
               "IntegrationArtifact", "CustomHeaderProperties")
+# Entries a log read asks for per page ($top; a tenant sends at most 1000): half the
+# largest page, so that a reading thread holds half the objects (docs/performance.md).
+LOG_PAGE_SIZE = 500
 
 
 def _fail(problem: str, entry: Any, tenant: str, path: str) -> TenantResponseError:

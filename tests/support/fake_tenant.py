@@ -36,6 +36,7 @@ class FakeTenant:
         self.headers: dict[str, list[dict]] = {}
         self.requests: Counter = Counter()
         self.selects: set[str] = set()  # the $select of every page read (this tenant sends all fields anyway)
+        self.tops: set[str] = set()  # the $top of every page read (this tenant pages by its own page_size)
         # How many of the next reads of each kind ("pages", "details") are answered 503 (Retry-After: 0).
         self.busy: Counter = Counter()
         self.lock = threading.Lock()
@@ -155,6 +156,7 @@ class FakeTenant:
                     body["__next"] = f"MessageProcessingLogs?{urlencode(rest, quote_via=quote)}"
                 tenant.requests["pages"] += 1
                 tenant.selects.add(query.get("$select", [""])[0])
+                tenant.tops.add(query.get("$top", [""])[0])
                 self._send(200, json.dumps({"d": body}).encode())
 
         return Handler
