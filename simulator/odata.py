@@ -85,40 +85,36 @@ def log_json(timeline: Timeline, record: Record, root: str, headers: str | None 
 
 def log_json_selected(timeline: Timeline, record: Record, root: str, selected: tuple[str, ...],
                       headers: str | None = None) -> str:
-    """Like log_json, with only the ``selected`` properties (``$select``), in their order, and __metadata."""
+    """Like log_json, with only the ``selected`` properties (``$select``), in their order, and __metadata.
+
+    Every value is rendered as log_json renders it (tests/test_simulator.py compares
+    the two property by property); log_json keeps its one template for speed."""
     message = record.message
     guid, status = message.guid, record.status
     uri = f"{root}/MessageProcessingLogs('{guid}')"
-    flow = _FLOW_FIELDS[message.flow]
+    web = root.rsplit("/api/v1", 1)[0]
     values = {
-        "MessageGuid": lambda: f'"{guid}"',
-        "CorrelationId": lambda: f'"{timeline.correlation_id(message)}"',
-        "ApplicationMessageId": lambda: f'"{application_message_id(message.index)}"',
-        "PredecessorMessageGuid": lambda: "null",
-        "LogStart": lambda: f'"/Date({message.start})/"',
-        "LogEnd": lambda: f'"/Date({record.end})/"',
-        "Status": lambda: f'"{status}"',
-        "CustomStatus": lambda: f'"{status}"',
-        "LogLevel": lambda: '"INFO"',
-        "AlternateWebLink": lambda: (f'"{root.rsplit("/api/v1", 1)[0]}/itspaces/shell/monitoring/MessageDetails/'
-                                     f'%7B%22messageGuid%22:%22{guid}%22%7D"'),
-        "ArchivingStatus": lambda: '"NOT_RELEVANT"',
-        "TransactionId": lambda: f'"{message.digest[:16].hex()}"',
-        "PreviousComponentName": lambda: '"CPI_SIM"',
-        "LocalComponentName": lambda: '"CPI_SIM"',
-        "OriginComponentName": lambda: '"CPI_SIM"',
+        "MessageGuid": f'"{guid}"',
+        "CorrelationId": f'"{timeline.correlation_id(message)}"',
+        "ApplicationMessageId": f'"{application_message_id(message.index)}"',
+        "PredecessorMessageGuid": "null",
+        "LogStart": f'"/Date({message.start})/"',
+        "LogEnd": f'"/Date({record.end})/"',
+        **_FLOW_FIELDS[message.flow],
+        "Status": f'"{status}"',
+        "CustomStatus": f'"{status}"',
+        "LogLevel": '"INFO"',
+        "AlternateWebLink": f'"{web}/itspaces/shell/monitoring/MessageDetails/%7B%22messageGuid%22:%22{guid}%22%7D"',
+        "ArchivingStatus": '"NOT_RELEVANT"',
+        "TransactionId": f'"{message.digest[:16].hex()}"',
+        "PreviousComponentName": '"CPI_SIM"',
+        "LocalComponentName": '"CPI_SIM"',
+        "OriginComponentName": '"CPI_SIM"',
+        **{name: f'{{"__deferred":{{"uri":"{uri}/{name}"}}}}' for name in LOG_NAVIGATION},
     }
-
-    def value(name: str) -> str:
-        if name in values:
-            return values[name]()
-        if name in LOG_NAVIGATION:
-            if name == "CustomHeaderProperties" and headers is not None:
-                return headers
-            return f'{{"__deferred":{{"uri":"{uri}/{name}"}}}}'
-        return flow[name]
-
-    members = "".join(f',"{name}":{value(name)}' for name in selected)
+    if headers is not None:
+        values["CustomHeaderProperties"] = headers
+    members = "".join(f',"{name}":{values[name]}' for name in selected)
     return f'{{"__metadata":{{"id":"{uri}","uri":"{uri}","type":"{_LOG_TYPE}"}}{members}}}'
 
 
